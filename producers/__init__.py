@@ -1,0 +1,1 @@
+"""Producers: venue connections and feed handlers (see issue 4)."""

@@ -1,0 +1,67 @@
+"""Typed events, one per record of the Avro contract in ``schemas/``."""
+
+from tickflow.events.base import Event, MarketEvent, PriceLevel
+from tickflow.events.enums import (
+    BookResetReason,
+    BookUpdateKind,
+    ConnectorState,
+    MarketType,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
+from tickflow.events.market import BestBidOffer, BookReset, BookUpdate, ConnectorStatus, Kline, RawFrame, Trade
+from tickflow.events.orders import AmendOrder, CancelOrder, CreateOrder, KillSwitch, OrderCommand, OrderEvent
+from tickflow.events.system import DeadLetter
+
+#: Every concrete event type, by Avro full name.
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.avro_name: cls
+    for cls in (
+        Trade,
+        BookUpdate,
+        BookReset,
+        Kline,
+        BestBidOffer,
+        ConnectorStatus,
+        RawFrame,
+        CreateOrder,
+        CancelOrder,
+        AmendOrder,
+        OrderEvent,
+        KillSwitch,
+        DeadLetter,
+    )
+}
+
+__all__ = [
+    "EVENT_TYPES",
+    "AmendOrder",
+    "BestBidOffer",
+    "BookReset",
+    "BookResetReason",
+    "BookUpdate",
+    "BookUpdateKind",
+    "CancelOrder",
+    "ConnectorState",
+    "ConnectorStatus",
+    "CreateOrder",
+    "DeadLetter",
+    "Event",
+    "KillSwitch",
+    "Kline",
+    "MarketEvent",
+    "MarketType",
+    "OrderCommand",
+    "OrderEvent",
+    "OrderStatus",
+    "OrderType",
+    "PriceLevel",
+    "RawFrame",
+    "RejectReason",
+    "Side",
+    "TimeInForce",
+    "Trade",
+]

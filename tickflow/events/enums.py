@@ -1,0 +1,81 @@
+"""Enumerations of the event contract (``schemas/types/``); values equal the Avro symbols."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MarketType(StrEnum):
+    SPOT = "SPOT"
+    PERPETUAL = "PERPETUAL"
+    FUTURE = "FUTURE"
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+    UNKNOWN = "UNKNOWN"
+
+
+class BookUpdateKind(StrEnum):
+    SNAPSHOT = "SNAPSHOT"
+    DELTA = "DELTA"
+
+
+class BookResetReason(StrEnum):
+    SEQUENCE_GAP = "SEQUENCE_GAP"
+    CHECKSUM_MISMATCH = "CHECKSUM_MISMATCH"
+    CROSSED_BOOK = "CROSSED_BOOK"
+    RECONNECT = "RECONNECT"
+    SNAPSHOT_FAILED = "SNAPSHOT_FAILED"
+    SUBSCRIPTION_LOST = "SUBSCRIPTION_LOST"
+    STALE_FEED = "STALE_FEED"
+    OTHER = "OTHER"
+
+
+class ConnectorState(StrEnum):
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    SUBSCRIBED = "SUBSCRIBED"
+    DISCONNECTED = "DISCONNECTED"
+    RECONNECTING = "RECONNECTING"
+    RESYNCING = "RESYNCING"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+
+
+class OrderType(StrEnum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    POST_ONLY = "POST_ONLY"
+
+
+class OrderStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    AMENDED = "AMENDED"
+    CANCELED = "CANCELED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    EXPIRED = "EXPIRED"
+    UNKNOWN_OUTCOME = "UNKNOWN_OUTCOME"
+
+
+class RejectReason(StrEnum):
+    INVALID_COMMAND = "INVALID_COMMAND"
+    RISK_CHECK_FAILED = "RISK_CHECK_FAILED"
+    KILL_SWITCH = "KILL_SWITCH"
+    DUPLICATE = "DUPLICATE"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    INVALID_ORDER = "INVALID_ORDER"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    RATE_LIMITED = "RATE_LIMITED"
+    AUTH_FAILED = "AUTH_FAILED"
+    VENUE_ERROR = "VENUE_ERROR"
+    OTHER = "OTHER"

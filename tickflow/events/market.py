@@ -1,0 +1,93 @@
+"""Market-data events: what the producers publish and the processors consume."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tickflow.events.base import Event, MarketEvent, PriceLevel
+from tickflow.events.enums import BookResetReason, BookUpdateKind, ConnectorState, Side
+
+
+class Trade(MarketEvent, kw_only=True):
+    avro_name = "tickflow.Trade"
+    exchange_ts: int
+    trade_id: str
+    price: Decimal
+    size: Decimal
+    side: Side
+
+
+class BookUpdate(MarketEvent, kw_only=True):
+    avro_name = "tickflow.BookUpdate"
+    kind: BookUpdateKind
+    bids: list[PriceLevel]
+    asks: list[PriceLevel]
+    first_update_id: int | None = None
+    last_update_id: int | None = None
+    prev_update_id: int | None = None
+    sequence: int | None = None
+    prev_sequence: int | None = None
+    checksum: int | None = None
+
+
+class BookReset(MarketEvent, kw_only=True):
+    avro_name = "tickflow.BookReset"
+    reason: BookResetReason
+    expected_update_id: int | None = None
+    received_update_id: int | None = None
+    missed_updates: int | None = None
+    detail: str = ""
+
+
+class Kline(MarketEvent, kw_only=True):
+    avro_name = "tickflow.Kline"
+    exchange_ts: int
+    interval: str
+    open_time: int
+    close_time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal | None = None
+    vwap: Decimal | None = None
+    trade_count: int | None = None
+    closed: bool
+
+
+class BestBidOffer(MarketEvent, kw_only=True):
+    avro_name = "tickflow.BestBidOffer"
+    bid_price: Decimal
+    bid_size: Decimal
+    ask_price: Decimal
+    ask_size: Decimal
+    update_id: int | None = None
+
+
+class ConnectorStatus(Event, kw_only=True):
+    avro_name = "tickflow.ConnectorStatus"
+    venue: str
+    connection_id: str
+    state: ConnectorState
+    reason: str | None = None
+    channel: str | None = None
+    symbol: str | None = None
+    attempt: int = 0
+    ts: int
+
+    @property
+    def key(self) -> str:
+        return self.venue
+
+
+class RawFrame(Event, kw_only=True):
+    avro_name = "tickflow.RawFrame"
+    venue: str
+    connection_id: str
+    receive_ts: int
+    payload: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.venue}:{self.connection_id}"

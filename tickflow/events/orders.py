@@ -1,0 +1,90 @@
+"""Order commands (what users send the router) and order events (what happened)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tickflow.events.base import Event
+from tickflow.events.enums import MarketType, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+
+
+class OrderCommand(Event, kw_only=True):
+    """Fields every command carries; keyed by ``order_id`` so one order's commands stay ordered."""
+
+    command_id: str
+    account: str
+    order_id: str
+    venue: str
+    market: MarketType
+    symbol: str
+    issued_ts: int
+
+    @property
+    def key(self) -> str:
+        return self.order_id
+
+
+class CreateOrder(OrderCommand, kw_only=True):
+    avro_name = "tickflow.CreateOrder"
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce = TimeInForce.GTC
+    price: Decimal | None = None
+    size: Decimal
+    reduce_only: bool = False
+
+
+class CancelOrder(OrderCommand, kw_only=True):
+    avro_name = "tickflow.CancelOrder"
+
+
+class AmendOrder(OrderCommand, kw_only=True):
+    avro_name = "tickflow.AmendOrder"
+    new_price: Decimal | None = None
+    new_size: Decimal | None = None
+
+
+class OrderEvent(Event, kw_only=True):
+    avro_name = "tickflow.OrderEvent"
+    event_id: str
+    command_id: str | None = None
+    account: str
+    order_id: str
+    client_order_id: str
+    venue_order_id: str | None = None
+    venue: str
+    market: MarketType
+    symbol: str
+    status: OrderStatus
+    reason: RejectReason | None = None
+    rule: str | None = None
+    venue_message: str | None = None
+    side: Side
+    price: Decimal | None = None
+    size: Decimal
+    filled_size: Decimal
+    avg_fill_price: Decimal | None = None
+    last_fill_price: Decimal | None = None
+    last_fill_size: Decimal | None = None
+    fee: Decimal | None = None
+    fee_asset: str | None = None
+    trade_id: str | None = None
+    exchange_ts: int | None = None
+    event_ts: int
+
+    @property
+    def key(self) -> str:
+        return self.order_id
+
+
+class KillSwitch(Event, kw_only=True):
+    avro_name = "tickflow.KillSwitch"
+    scope: str
+    engaged: bool
+    reason: str = ""
+    set_by: str = ""
+    ts: int
+
+    @property
+    def key(self) -> str:
+        return self.scope
