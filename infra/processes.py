@@ -19,6 +19,10 @@ from pathlib import Path
 
 from tickflow.errors import PortInUse, StartupFailed
 
+# Processes started by this Python process, by pid: polling them reaps them when they exit and
+# tells their exit status (a process started by an earlier command is known by its pid file only).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """True if something accepts connections on ``host:port``."""
@@ -61,15 +65,19 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
+        child = _children.get(pid)
+        if child is not None:
+            # Started by us: poll() is exact, and reaps it. (Reading /proc right after the start
+            # can catch the java launcher re-executing itself, with an empty command line.)
+            return pid if child.poll() is None else None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, ProcessLookupError, IndexError):
             return None
-        if state == "Z":  # exited, waiting to be reaped by us
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+        if state == "Z":
             return None
+        # A pid from an earlier command: ours only if its command line carries our marker.
         return pid if self.marker.encode() in cmdline else None
 
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -85,17 +93,36 @@ class ManagedProcess:
                 start_new_session=True,
                 env={**os.environ, **(env or {})},
             )
+        _children[process.pid] = process
         self.pid_file.write_text(f"{process.pid}\n")
         return process.pid
 
+    def exit_status(self) -> str:
+        """How the last process this Python process started under this name ended, if known."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return "unknown"
+        child = _children.get(pid)
+        if child is None or child.returncode is None:
+            return "unknown"
+        code = child.returncode
+        return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+    def terminate(self) -> int | None:
+        """Send SIGTERM without waiting; returns the pid signalled, if any."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        return pid
+
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout`` seconds. True if a process was stopped."""
-        pid = self.pid()
+        pid = self.terminate()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while self.pid() is not None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -129,7 +156,10 @@ class ManagedProcess:
             if ready():
                 return
             if self.pid() is None:
-                raise StartupFailed(f"{self.name} exited during start-up. Last lines of {self.log_file}:\n{self.log_tail()}")
+                raise StartupFailed(
+                    f"{self.name} exited during start-up ({self.exit_status()}). "
+                    f"Last lines of {self.log_file}:\n{self.log_tail()}"
+                )
             time.sleep(0.25)
         raise StartupFailed(
             f"{self.name} did not become ready ({what}) within {timeout:.0f}s. "

@@ -125,9 +125,7 @@ class LocalStack:
         """Block until every broker and the registry answer."""
         self.progress("Waiting for Kafka and the schema registry to answer")
         for node in self.nodes:
-            node.process.wait_until(
-                lambda n=node: _broker_answers(n), f"broker answering on {node.bootstrap}", timeout
-            )
+            node.process.wait_until(lambda n=node: _broker_answers(n), f"broker answering on {node.bootstrap}", timeout)
         wait_for_cluster(KafkaSettings(bootstrap_servers=self.bootstrap_servers), timeout, brokers=len(self.nodes))
         with SchemaRegistry(RegistrySettings(url=self.registry_url)) as client:
             self.registry.wait_until(client.is_reachable, f"answering on {self.registry_url}", timeout)
@@ -137,10 +135,12 @@ class LocalStack:
         stopped = []
         if self.registry.stop():
             stopped.append("registry")
-        # Stop brokers in reverse order so the last controller sees the others leave.
-        for node in reversed(self.nodes):
-            if node.process.stop(timeout=45):
-                stopped.append(node.process.name)
+        # Signal every broker at once: stopped one by one, the last ones would wait for a
+        # controller quorum that is already gone and only end at the SIGKILL timeout.
+        signalled = [node.process for node in self.nodes if node.process.terminate() is not None]
+        for process in signalled:
+            process.stop(timeout=30)
+            stopped.append(process.name)
         return stopped
 
     def restart_registry(self) -> None:
@@ -160,9 +160,7 @@ class LocalStack:
 
     def processes(self) -> list[ProcessStatus]:
         rows = [ProcessStatus(n.process.name, n.process.pid(), n.client_port, n.process.log_file) for n in self.nodes]
-        rows.append(
-            ProcessStatus("registry", self.registry.pid(), self.settings.registry_port, self.registry.log_file)
-        )
+        rows.append(ProcessStatus("registry", self.registry.pid(), self.settings.registry_port, self.registry.log_file))
         return rows
 
     @property

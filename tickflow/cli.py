@@ -34,7 +34,7 @@ def _settings(config: Path | None, brokers: int | None = None) -> Settings:
     return settings
 
 
-def _stack(settings: Settings):  # noqa: ANN202 - infra is imported lazily: `tickflow --help` stays fast
+def _stack(settings: Settings):
     from infra.stack import LocalStack
 
     return LocalStack(settings.stack, progress=lambda msg: err.print(f"[cyan]•[/] {msg}"))

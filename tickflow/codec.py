@@ -30,6 +30,9 @@ from tickflow.schemas import RecordSchema, load_contract
 MAGIC = 0
 HEADER_SIZE = 5
 
+# Values fastavro takes as they are; msgspec would otherwise turn them into strings.
+_PASS_THROUGH = (Decimal, bytes)
+
 _TIME_LOGICAL_TYPES = {"timestamp-micros", "timestamp-millis", "local-timestamp-micros", "local-timestamp-millis"}
 
 
@@ -109,7 +112,7 @@ class AvroCodec:
         buffer = BytesIO()
         buffer.write(writer.header)
         try:
-            fastavro.schemaless_writer(buffer, writer.parsed, msgspec.to_builtins(event, builtin_types=(Decimal,)))
+            fastavro.schemaless_writer(buffer, writer.parsed, msgspec.to_builtins(event, builtin_types=_PASS_THROUGH))
         except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
             raise RecordMismatch(f"{type(event).__name__} does not match {event.avro_name}: {exc}") from exc
         return buffer.getvalue()
@@ -136,9 +139,7 @@ class AvroCodec:
             writer = fastavro.parse_schema(_without_time_logical_types(writer_schema), _write_hint=False)
             local = self._plain_local[name]
             # Same schema as ours: skip fastavro's schema resolution.
-            same = fastavro.schema.to_parsing_canonical_form(writer) == fastavro.schema.to_parsing_canonical_form(
-                local
-            )
+            same = fastavro.schema.to_parsing_canonical_form(writer) == fastavro.schema.to_parsing_canonical_form(local)
             reader = _Reader(event_type, writer, None if same else local)
             self._readers[schema_id] = reader
         return reader

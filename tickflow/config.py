@@ -39,13 +39,19 @@ class KafkaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and self.sasl_mechanism in (
-            "PLAIN",
-            "SCRAM-SHA-256",
-            "SCRAM-SHA-512",
+        if (
+            self.security_protocol.startswith("SASL")
+            and self.sasl_mechanism
+            in (
+                "PLAIN",
+                "SCRAM-SHA-256",
+                "SCRAM-SHA-512",
+            )
+            and (not self.sasl_username or self.sasl_password is None)
         ):
-            if not self.sasl_username or self.sasl_password is None:
-                raise ValueError(f"{self.security_protocol} with {self.sasl_mechanism} needs sasl_username and sasl_password")
+            raise ValueError(
+                f"{self.security_protocol} with {self.sasl_mechanism} needs sasl_username and sasl_password"
+            )
         return self
 
     def client_config(self) -> dict[str, Any]:

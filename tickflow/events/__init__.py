@@ -12,7 +12,15 @@ from tickflow.events.enums import (
     Side,
     TimeInForce,
 )
-from tickflow.events.market import BestBidOffer, BookReset, BookUpdate, ConnectorStatus, Kline, RawFrame, Trade
+from tickflow.events.market import (
+    BestBidOffer,
+    BookReset,
+    BookUpdate,
+    ConnectorStatus,
+    Kline,
+    RawFrame,
+    Trade,
+)
 from tickflow.events.orders import AmendOrder, CancelOrder, CreateOrder, KillSwitch, OrderCommand, OrderEvent
 from tickflow.events.system import DeadLetter
 
