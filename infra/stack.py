@@ -98,6 +98,7 @@ class LocalStack:
         jar = artifacts.apicurio_jar(self.settings.cache_dir, self.progress)
         cluster_id = self._check_layout()
 
+        self._warn_about_ephemeral_ports()
         to_start = [node for node in self.nodes if node.process.pid() is None]
         for node in to_start:
             ensure_port_free(node.client_port, f"Kafka node {node.node_id}")
@@ -120,6 +121,20 @@ class LocalStack:
             return None
         self.progress("Creating topics and registering schemas")
         return provision(self.client_settings())
+
+    def _warn_about_ephemeral_ports(self) -> None:
+        """Ports in the kernel's ephemeral range can be taken by any client's outgoing connection."""
+        try:
+            low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        except (OSError, ValueError):
+            return
+        ports = [p for n in self.nodes for p in (n.client_port, n.controller_port)] + [self.settings.registry_port]
+        clashing = [p for p in ports if low <= p <= high]
+        if clashing:
+            self.progress(
+                f"warning: ports {clashing} lie in the ephemeral range {low}-{high}; an outgoing connection "
+                f"may take one before the stack binds it. Prefer ports below {low}."
+            )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Block until every broker and the registry answer."""

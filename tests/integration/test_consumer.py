@@ -118,3 +118,11 @@ def test_a_bad_record_is_skipped_and_counted_or_raised_with_its_position(
         with pytest.raises(MalformedPayload) as caught:
             next(records)
         assert f"record {topic}[0]@1" in caught.value.__notes__
+
+
+def test_an_unreachable_cluster_is_a_clear_error(codec: AvroCodec) -> None:
+    from tickflow.config import KafkaSettings
+    from tickflow.errors import BrokerUnavailable
+
+    with pytest.raises(BrokerUnavailable, match="cannot read cluster metadata"):
+        EventConsumer(KafkaSettings(bootstrap_servers="127.0.0.1:9"), codec, ["tickflow.trades"], timeout=2)
