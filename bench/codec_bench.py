@@ -1,8 +1,10 @@
 """Codec benchmark: AvroCodec encode/decode rate versus bare fastavro, single thread.
 
-What it measures (records per second, one thread, the median of ``--rounds`` rounds; within a
-round every variant runs over the same ``--records`` records, and the order of variants is
-reversed every other round so drift on a noisy machine hits both sides):
+What it measures (records per second, one thread, the median of ``--rounds`` rounds). Within a
+round every variant runs over the same ``--records`` records, interleaved chunk by chunk
+(``--chunk`` records, order reversed every other chunk), so that load bursts from other
+processes on a noisy machine hit all variants alike; ratios are computed per round (same run,
+same records), and the median ratio is reported with the range over rounds:
 
 * ``trade.encode`` / ``book.encode``: ``AvroCodec.encode(event, topic)`` (msgspec.to_builtins +
   fastavro.schemaless_writer + the 5-byte Confluent header) versus bare
@@ -298,21 +300,39 @@ def encode_all(schema: dict[str, Any], records: list[dict[str, Any]]) -> list[by
 
 
 class Group:
-    """Variants compared within each round; ratios are taken per round, then the median."""
+    """Variants compared within each round, interleaved chunk by chunk; per-round ratios, then the median.
 
-    def __init__(self, name: str, unit_count: int, variants: dict[str, Callable[[], float]]) -> None:
+    Each round walks the records in chunks; for every chunk each variant runs once over that
+    chunk, in an order that alternates from chunk to chunk (and round to round), so that a burst
+    of load from other processes hits all variants alike instead of one variant's whole pass.
+    """
+
+    def __init__(
+        self, name: str, chunk: int, variants: dict[str, tuple[Callable[[list[Any]], float], list[Any]]]
+    ) -> None:
         self.name = name
-        self.count = unit_count
         self.variants = variants
+        self.count = len(next(iter(variants.values()))[1])
+        if any(len(data) != self.count for _, data in variants.values()):
+            raise ValueError(f"{name}: every variant must get the same number of records")
+        self.chunk = max(1, min(chunk, self.count))
         self.rates: dict[str, list[float]] = {v: [] for v in variants}
 
+    def warm_up(self) -> None:
+        for fn, data in self.variants.values():
+            fn(data[: self.chunk])
+
     def run_round(self, round_no: int) -> None:
-        order = list(self.variants)
-        if round_no % 2:
-            order.reverse()
-        for variant in order:
-            gc.collect()
-            self.rates[variant].append(self.count / self.variants[variant]())
+        gc.collect()
+        totals = dict.fromkeys(self.variants, 0.0)
+        names = list(self.variants)
+        for c, lo in enumerate(range(0, self.count, self.chunk)):
+            order = names if (c + round_no) % 2 == 0 else names[::-1]
+            for name in order:
+                fn, data = self.variants[name]
+                totals[name] += fn(data[lo : lo + self.chunk])
+        for name, seconds in totals.items():
+            self.rates[name].append(self.count / seconds)
 
     def median(self, variant: str) -> float:
         return statistics.median(self.rates[variant])
@@ -413,13 +433,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--levels", type=int, default=10, help="levels per side in a book delta (default 10)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; medians are reported (default 5)")
+    parser.add_argument(
+        "--chunk", type=int, default=1000, help="trades per interleaving chunk (book deltas: chunk/5; default 1000)"
+    )
     parser.add_argument("--trade-topic", default="tickflow.trades", help="topic whose subject Trade registers under")
     parser.add_argument("--book-topic", default="tickflow.book", help="topic whose subject BookUpdate registers under")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of AvroCodec.encode")
     args = parser.parse_args(argv)
-    if args.records < 1 or args.rounds < 1 or args.levels < 1:
-        parser.error("--records, --rounds and --levels must be positive")
+    if min(args.records, args.rounds, args.levels, args.chunk) < 1:
+        parser.error("--records, --rounds, --levels and --chunk must be positive")
     book_n = args.book_records or max(1, args.records // 5)
+    book_chunk = max(1, args.chunk // 5)
 
     try:
         settings = load_settings()
@@ -491,72 +515,71 @@ def main(argv: list[str] | None = None) -> int:
     groups = [
         Group(
             "trade.encode",
-            len(trades),
+            args.chunk,
             {
-                "codec": lambda: codec_encode(codec, args.trade_topic, trades),
-                "bare": lambda: bare_encode(trade_w, trade_plain),
-                "bare[hinted]": lambda: bare_encode(trade_w_h, trade_plain),
-                "sketch[hinted]": lambda: sketch_encode(header_t, trade_w_h, trades),
-                "sketch[hinted+dec]": lambda: sketch_fast_encode(header_t, trade_raw_h, trades),
+                "codec": (lambda d: codec_encode(codec, args.trade_topic, d), trades),
+                "bare": (lambda d: bare_encode(trade_w, d), trade_plain),
+                "bare[hinted]": (lambda d: bare_encode(trade_w_h, d), trade_plain),
+                "sketch[hinted]": (lambda d: sketch_encode(header_t, trade_w_h, d), trades),
+                "sketch[hinted+dec]": (lambda d: sketch_fast_encode(header_t, trade_raw_h, d), trades),
             },
         ),
         Group(
             "trade.decode",
-            len(trades),
+            args.chunk,
             {
-                "codec.decode_data": lambda: codec_decode(codec.decode_data, trade_payloads),
-                "codec.decode": lambda: codec_decode(codec.decode, trade_payloads),
-                "bare": lambda: bare_decode(trade_r, trade_bodies),
-                "bare[hinted]": lambda: bare_decode(trade_r_h, trade_bodies),
+                "codec.decode_data": (lambda d: codec_decode(codec.decode_data, d), trade_payloads),
+                "codec.decode": (lambda d: codec_decode(codec.decode, d), trade_payloads),
+                "bare": (lambda d: bare_decode(trade_r, d), trade_bodies),
+                "bare[hinted]": (lambda d: bare_decode(trade_r_h, d), trade_bodies),
             },
         ),
         Group(
             "book.encode",
-            len(books),
+            book_chunk,
             {
-                "codec": lambda: codec_encode(codec, args.book_topic, books),
-                "bare": lambda: bare_encode(book_w, book_plain),
-                "bare[hinted]": lambda: bare_encode(book_w_h, book_plain),
-                "sketch[hinted]": lambda: sketch_encode(header_b, book_w_h, books),
-                "sketch[hinted+dec]": lambda: sketch_fast_encode(header_b, book_raw_h, books),
+                "codec": (lambda d: codec_encode(codec, args.book_topic, d), books),
+                "bare": (lambda d: bare_encode(book_w, d), book_plain),
+                "bare[hinted]": (lambda d: bare_encode(book_w_h, d), book_plain),
+                "sketch[hinted]": (lambda d: sketch_encode(header_b, book_w_h, d), books),
+                "sketch[hinted+dec]": (lambda d: sketch_fast_encode(header_b, book_raw_h, d), books),
             },
         ),
         Group(
             "book.decode",
-            len(books),
+            book_chunk,
             {
-                "codec.decode_data": lambda: codec_decode(codec.decode_data, book_payloads),
-                "codec.decode": lambda: codec_decode(codec.decode, book_payloads),
-                "bare": lambda: bare_decode(book_r, book_bodies),
-                "bare[hinted]": lambda: bare_decode(book_r_h, book_bodies),
+                "codec.decode_data": (lambda d: codec_decode(codec.decode_data, d), book_payloads),
+                "codec.decode": (lambda d: codec_decode(codec.decode, d), book_payloads),
+                "bare": (lambda d: bare_decode(book_r, d), book_bodies),
+                "bare[hinted]": (lambda d: bare_decode(book_r_h, d), book_bodies),
             },
         ),
         Group(
             "repr.encode",
-            len(trades),
+            args.chunk,
             {
-                "decimal": lambda: bare_encode(trade_w, trade_plain),
-                "string": lambda: bare_encode(str_w, str_records),
-                "decimal[hinted]": lambda: bare_encode(trade_w_h, trade_plain),
-                "string[hinted]": lambda: bare_encode(str_w_h, str_records),
+                "decimal": (lambda d: bare_encode(trade_w, d), trade_plain),
+                "string": (lambda d: bare_encode(str_w, d), str_records),
+                "decimal[hinted]": (lambda d: bare_encode(trade_w_h, d), trade_plain),
+                "string[hinted]": (lambda d: bare_encode(str_w_h, d), str_records),
             },
         ),
         Group(
             "repr.decode",
-            len(trades),
+            args.chunk,
             {
-                "decimal": lambda: bare_decode(dec_r, trade_bodies),
-                "string": lambda: bare_decode(str_w, str_bodies),
-                "decimal[hinted]": lambda: bare_decode(dec_r_h, trade_bodies),
-                "string[hinted]": lambda: bare_decode(str_w_h, str_bodies),
+                "decimal": (lambda d: bare_decode(dec_r, d), trade_bodies),
+                "string": (lambda d: bare_decode(str_w, d), str_bodies),
+                "decimal[hinted]": (lambda d: bare_decode(dec_r_h, d), trade_bodies),
+                "string[hinted]": (lambda d: bare_decode(str_w_h, d), str_bodies),
             },
         ),
     ]
 
     # Warm-up (caches, allocator), untimed.
     for group in groups:
-        for fn in group.variants.values():
-            fn()
+        group.warm_up()
     for r in range(args.rounds):
         for group in groups:
             group.run_round(r)

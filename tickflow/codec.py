@@ -85,8 +85,7 @@ class AvroCodec:
         self._writers: dict[tuple[str, type[Event]], _Writer] = {}
         self._readers: dict[int, _Reader] = {}
         self._plain_local = {
-            name: fastavro.parse_schema(_without_time_logical_types(rec.schema), _write_hint=False)
-            for name, rec in self.contract.items()
+            name: fastavro.parse_schema(_without_time_logical_types(rec.schema)) for name, rec in self.contract.items()
         }
 
     # --- encoding ------------------------------------------------------------------------------
@@ -136,7 +135,7 @@ class AvroCodec:
             event_type = self.event_types.get(name)
             if event_type is None or name not in self._plain_local:
                 raise UnknownEventType(f"schema id {schema_id} is {name}, which is not an event type of tickflow")
-            writer = fastavro.parse_schema(_without_time_logical_types(writer_schema), _write_hint=False)
+            writer = fastavro.parse_schema(_without_time_logical_types(writer_schema))
             local = self._plain_local[name]
             # Same schema as ours: skip fastavro's schema resolution.
             same = fastavro.schema.to_parsing_canonical_form(writer) == fastavro.schema.to_parsing_canonical_form(local)

@@ -59,6 +59,7 @@ class FailedRecord:
 @dataclass
 class ProducerStats:
     sent: int = 0
+    #: Acknowledged by the brokers: sent, minus failed, minus what is still in flight.
     delivered: int = 0
     failed: int = 0
     backpressure_waits: int = 0
@@ -84,7 +85,7 @@ class EventProducer:
         on_delivery_error: Callable[[FailedRecord], None] | None = None,
     ) -> None:
         self.codec = codec
-        self.stats = ProducerStats()
+        self._stats = ProducerStats()
         self._state = _State()
         self._lock = threading.Lock()
         self._on_delivery_error = on_delivery_error
@@ -94,6 +95,10 @@ class EventProducer:
             **DEFAULT_PRODUCER_CONFIG,
             **(config or {}),
             "error_cb": self._on_client_error,
+            # Reports for failures only, through one callback: a per-record callback costs more
+            # than the produce call itself; successes are counted as sent - failed - in flight.
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery,
         }
         self._producer = Producer(conf)
 
@@ -112,22 +117,30 @@ class EventProducer:
         """Enqueue already-encoded bytes; blocks (serving delivery reports) while the buffer is full."""
         if self._state.fatal:
             raise KafkaError(f"producer is unusable after a fatal error: {self._state.fatal}")
-        kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
-        if timestamp_ms is not None:
-            kwargs["timestamp"] = timestamp_ms
         while True:
             try:
-                self._producer.produce(topic, value, key, **kwargs)
+                if timestamp_ms is None:
+                    self._producer.produce(topic, value, key)
+                else:
+                    self._producer.produce(topic, value, key, timestamp=timestamp_ms)
                 break
             except BufferError:
                 # Back-pressure: the in-flight buffer is full; wait for deliveries to free room.
-                self.stats.backpressure_waits += 1
+                self._stats.backpressure_waits += 1
                 self._producer.poll(0.05)
-        self.stats.sent += 1
+        self._stats.sent += 1
         self._since_poll += 1
         if self._since_poll >= _POLL_EVERY:
             self._since_poll = 0
             self._producer.poll(0)
+
+    @property
+    def stats(self) -> ProducerStats:
+        """A snapshot of the counters."""
+        s = self._stats
+        delivered = s.sent - s.failed - len(self._producer)
+        return ProducerStats(s.sent, max(delivered, 0), s.failed, s.backpressure_waits, s.broker_errors,
+                             s.last_broker_error)  # fmt: skip
 
     def poll(self, timeout: float = 0.0) -> int:
         """Serve delivery reports and client errors; returns how many were served."""
@@ -149,7 +162,7 @@ class EventProducer:
         if remaining:
             raise BrokerUnavailable(
                 f"{remaining} records still undelivered after {timeout:.0f}s "
-                f"(last broker error: {self.stats.last_broker_error or 'none'}); they remain queued and are retried"
+                f"(last broker error: {self._stats.last_broker_error or 'none'}); they remain queued and are retried"
             )
 
     def resend(self, failures: list[FailedRecord]) -> None:
@@ -175,11 +188,10 @@ class EventProducer:
     # --- callbacks (run inside poll/flush) -------------------------------------------------------
 
     def _on_delivery(self, err: RdKafkaError | None, msg: Message) -> None:
-        if err is None:
-            self.stats.delivered += 1
+        if err is None:  # only with delivery.report.only.error overridden
             return
         record = FailedRecord(msg.topic(), msg.key(), msg.value(), err.str())
-        self.stats.failed += 1
+        self._stats.failed += 1
         with self._lock:
             self._state.failures.append(record)
         log.error("record to %s not delivered: %s", record.topic, record.reason)
@@ -187,8 +199,8 @@ class EventProducer:
             self._on_delivery_error(record)
 
     def _on_client_error(self, err: RdKafkaError) -> None:
-        self.stats.broker_errors += 1
-        self.stats.last_broker_error = err.str()
+        self._stats.broker_errors += 1
+        self._stats.last_broker_error = err.str()
         if err.fatal():
             self._state.fatal = err.str()
             log.critical("fatal Kafka producer error: %s", err.str())

@@ -103,7 +103,7 @@ def load_contract(directory: Path = SCHEMAS_DIR) -> dict[str, RecordSchema]:
             raise SchemaError(f"{path} defines {fullname}; name the file {fullname}.avsc")
         expanded = _expand(data, named, set(), path)
         try:
-            parsed = fastavro.parse_schema(expanded, _write_hint=False)
+            parsed = fastavro.parse_schema(expanded)
         except Exception as exc:  # fastavro raises several unrelated types for bad schemas
             raise SchemaError(f"{path}: invalid Avro schema: {exc}") from exc
         records[fullname] = RecordSchema(fullname, expanded, parsed, path)
