@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError as RdKafkaError
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaException, Message, Producer
 
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
@@ -70,7 +72,6 @@ class ProducerStats:
 @dataclass
 class _State:
     failures: list[FailedRecord] = field(default_factory=list)
-    fatal: str | None = None
 
 
 class EventProducer:
@@ -89,7 +90,9 @@ class EventProducer:
         self._state = _State()
         self._lock = threading.Lock()
         self._on_delivery_error = on_delivery_error
-        self._since_poll = 0
+        # Counts enqueued records; itertools.count is the cheapest counter Python has.
+        self._counter = itertools.count(1)
+        self._senders: dict[tuple[str, type[Event]], Callable[[Event], None]] = {}
         conf = {
             **settings.client_config(),
             **DEFAULT_PRODUCER_CONFIG,
@@ -104,42 +107,84 @@ class EventProducer:
 
     # --- sending -------------------------------------------------------------------------------
 
-    def send(self, topic: str, event: Event, *, key: str | None = None, timestamp_ms: int | None = None) -> None:
-        """Encode and enqueue ``event`` (keyed by ``event.key`` unless ``key`` is given)."""
+    def sender(self, topic: str, event_type: type[Event]) -> Callable[[Event], None]:
+        """A function that encodes and enqueues ``event_type`` events to ``topic``, keyed by
+        ``event.key``: the hot path, with everything that does not change per event bound once.
+        """
         if self.codec is None:
             raise KafkaError("this producer has no codec; use produce() for bytes")
-        value = self.codec.encode(event, topic)
-        self.produce(topic, value, (key if key is not None else event.key).encode(), timestamp_ms)
+        sender = self._senders.get((topic, event_type))
+        if sender is not None:
+            return sender
+        keyed = self.codec.encoder(topic, event_type).keyed
+        produce = self._producer.produce
+        counter = self._counter
+
+        def send(event: Event) -> None:
+            key, value = keyed(event)
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                self._produce_when_room(topic, value, key, None)
+            except KafkaException as exc:
+                raise KafkaError(f"cannot produce to {topic}: {exc.args[0].str()}") from exc
+            if next(counter) % _POLL_EVERY == 0:  # serve failure reports and client errors
+                self._producer.poll(0)
+
+        self._senders[(topic, event_type)] = send
+        return send
+
+    def send(self, topic: str, event: Event, *, key: str | None = None, timestamp_ms: int | None = None) -> None:
+        """Encode and enqueue ``event`` (keyed by ``event.key`` unless ``key`` is given)."""
+        if key is None and timestamp_ms is None:
+            (self._senders.get((topic, type(event))) or self.sender(topic, type(event)))(event)
+            return
+        if self.codec is None:
+            raise KafkaError("this producer has no codec; use produce() for bytes")
+        self.produce(topic, self.codec.encode(event, topic), key if key is not None else event.key, timestamp_ms)
 
     def produce(
-        self, topic: str, value: bytes | None, key: bytes | None = None, timestamp_ms: int | None = None
+        self, topic: str, value: bytes | None, key: str | bytes | None = None, timestamp_ms: int | None = None
     ) -> None:
-        """Enqueue already-encoded bytes; blocks (serving delivery reports) while the buffer is full."""
-        if self._state.fatal:
-            raise KafkaError(f"producer is unusable after a fatal error: {self._state.fatal}")
+        """Enqueue already-encoded bytes (a str key is sent as its UTF-8 bytes).
+
+        Blocks, serving delivery reports, while the in-flight buffer is full.
+        """
+        try:
+            if timestamp_ms is None:
+                self._producer.produce(topic, value, key)
+            else:
+                self._producer.produce(topic, value, key, timestamp=timestamp_ms)
+        except BufferError:
+            self._produce_when_room(topic, value, key, timestamp_ms)
+        except KafkaException as exc:
+            raise KafkaError(f"cannot produce to {topic}: {exc.args[0].str()}") from exc
+        if next(self._counter) % _POLL_EVERY == 0:
+            self._producer.poll(0)
+
+    def _produce_when_room(
+        self, topic: str, value: bytes | None, key: str | bytes | None, timestamp_ms: int | None
+    ) -> None:
+        """Back-pressure: wait for deliveries to free room in the buffer, then enqueue."""
         while True:
+            self._stats.backpressure_waits += 1
+            self._producer.poll(0.05)
             try:
                 if timestamp_ms is None:
                     self._producer.produce(topic, value, key)
                 else:
                     self._producer.produce(topic, value, key, timestamp=timestamp_ms)
-                break
+                return
             except BufferError:
-                # Back-pressure: the in-flight buffer is full; wait for deliveries to free room.
-                self._stats.backpressure_waits += 1
-                self._producer.poll(0.05)
-        self._stats.sent += 1
-        self._since_poll += 1
-        if self._since_poll >= _POLL_EVERY:
-            self._since_poll = 0
-            self._producer.poll(0)
+                continue
 
     @property
     def stats(self) -> ProducerStats:
         """A snapshot of the counters."""
         s = self._stats
-        delivered = s.sent - s.failed - len(self._producer)
-        return ProducerStats(s.sent, max(delivered, 0), s.failed, s.backpressure_waits, s.broker_errors,
+        sent = next(copy.copy(self._counter)) - 1  # the value the counter would give next, minus one
+        delivered = sent - s.failed - len(self._producer)
+        return ProducerStats(sent, max(delivered, 0), s.failed, s.backpressure_waits, s.broker_errors,
                              s.last_broker_error)  # fmt: skip
 
     def poll(self, timeout: float = 0.0) -> int:
@@ -201,8 +246,7 @@ class EventProducer:
     def _on_client_error(self, err: RdKafkaError) -> None:
         self._stats.broker_errors += 1
         self._stats.last_broker_error = err.str()
-        if err.fatal():
-            self._state.fatal = err.str()
+        if err.fatal():  # the next produce() raises KafkaError with it
             log.critical("fatal Kafka producer error: %s", err.str())
         else:
             # librdkafka keeps retrying on its own; say so instead of staying silent.

@@ -223,8 +223,11 @@ def test_schema_that_is_not_a_tickflow_event(codec: AvroCodec, registry: SchemaR
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"price": D("0.0000000000000000001")}, "Scale"),  # 19 fractional digits: beyond scale 18
+        ({"price": D("0.0000000000000000001")}, "(?i)scale"),  # 19 fractional digits: beyond scale 18
         ({"price": "not a number"}, "price"),
+        ({"price": D("1." + "0" * 70 + "1")}, "price"),  # 72 digits: never rounded away silently
+        ({"size": D("1e20")}, "size"),  # 21 integer digits: beyond precision 38 at scale 18
+        ({"size": D("NaN")}, "size"),
         ({"trade_id": None}, "trade_id"),
     ],
 )
@@ -234,6 +237,34 @@ def test_records_that_do_not_fit_their_schema_are_rejected(codec: AvroCodec, cha
     bad = msgspec.structs.replace(sample_events()[0][1], **change)
     with pytest.raises(RecordMismatch, match=message):
         codec.encode(bad, "tickflow.trades")
+
+
+@pytest.mark.parametrize("change", [{"price": D("0.0000000000000000001")}, {"trade_id": None}, {"price": "x"}])
+def test_the_fastavro_fallback_rejects_bad_records_too(registry: SchemaRegistry, change: dict) -> None:
+    import msgspec
+
+    bad = msgspec.structs.replace(sample_events()[0][1], **change)
+    with pytest.raises(RecordMismatch):
+        AvroCodec(registry, compiled_writer=False).encode(bad, "tickflow.trades")
+
+
+def test_the_compiled_writer_is_built_and_writes_exactly_what_fastavro_writes(registry: SchemaRegistry) -> None:
+    from tickflow import avro_plan
+
+    assert avro_plan.compiled is not None, "the compiled Avro writer was not built (needs Cython and a C compiler)"
+    fast, reference = AvroCodec(registry), AvroCodec(registry, compiled_writer=False)
+    levels = [PriceLevel(D(f"{i}.{i:03d}"), D(f"-{i}e-18")) for i in range(1, 300)]
+    extra = [
+        ("tickflow.book", BookUpdate(venue="v", market=MarketType.FUTURE, symbol="A-B", venue_symbol="AB",
+                                     exchange_ts=-1, receive_ts=2**62, kind=BookUpdateKind.DELTA, bids=levels,
+                                     asks=levels[::-1], first_update_id=-(2**63), last_update_id=2**63 - 1)),
+        ("tickflow.trades", Trade(venue="ü" * 300, market=MarketType.SPOT, symbol="", venue_symbol="x", exchange_ts=0,
+                                  receive_ts=1, trade_id="t", price=D("-128"),
+                                  size=D("99999999999999999999.999999999999999999"), side=Side.UNKNOWN)),
+    ]  # fmt: skip
+    for topic, event in [*sample_events(), *extra]:
+        assert isinstance(fast.encoder(topic, type(event)), avro_plan.compiled.Encoder), event.avro_name
+        assert fast.encode(event, topic) == reference.encode(event, topic), event.avro_name
 
 
 def test_unreachable_registry_is_retried_then_reported() -> None:

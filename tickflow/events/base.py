@@ -20,15 +20,19 @@ class Event(msgspec.Struct, kw_only=True):
 
     #: Full name of the Avro record (``schemas/<avro_name>.avsc``).
     avro_name: ClassVar[str]
+    #: The fields whose values, joined by ``:``, make the Kafka key (the codec's compiled
+    #: writer builds the same key while it encodes).
+    key_fields: ClassVar[tuple[str, ...]]
 
     @property
     def key(self) -> str:
-        raise NotImplementedError
+        return ":".join([str(getattr(self, name)) for name in self.key_fields])
 
 
 class MarketEvent(Event, kw_only=True):
     """An event about one instrument on one venue; keyed ``venue:symbol``."""
 
+    key_fields = ("venue", "symbol")
     venue: str
     market: MarketType
     symbol: str
@@ -36,10 +40,6 @@ class MarketEvent(Event, kw_only=True):
     #: Microseconds since the epoch (UTC); ``None`` only where the venue sends no time.
     exchange_ts: int | None
     receive_ts: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.venue}:{self.symbol}"
 
 
 class PriceLevel(msgspec.Struct, array_like=False):

@@ -67,6 +67,7 @@ class BestBidOffer(MarketEvent, kw_only=True):
 
 class ConnectorStatus(Event, kw_only=True):
     avro_name = "tickflow.ConnectorStatus"
+    key_fields = ("venue",)
     venue: str
     connection_id: str
     state: ConnectorState
@@ -76,18 +77,11 @@ class ConnectorStatus(Event, kw_only=True):
     attempt: int = 0
     ts: int
 
-    @property
-    def key(self) -> str:
-        return self.venue
-
 
 class RawFrame(Event, kw_only=True):
     avro_name = "tickflow.RawFrame"
+    key_fields = ("venue", "connection_id")
     venue: str
     connection_id: str
     receive_ts: int
     payload: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.venue}:{self.connection_id}"

@@ -11,6 +11,7 @@ from tickflow.events.enums import MarketType, OrderStatus, OrderType, RejectReas
 class OrderCommand(Event, kw_only=True):
     """Fields every command carries; keyed by ``order_id`` so one order's commands stay ordered."""
 
+    key_fields = ("order_id",)
     command_id: str
     account: str
     order_id: str
@@ -18,10 +19,6 @@ class OrderCommand(Event, kw_only=True):
     market: MarketType
     symbol: str
     issued_ts: int
-
-    @property
-    def key(self) -> str:
-        return self.order_id
 
 
 class CreateOrder(OrderCommand, kw_only=True):
@@ -46,6 +43,7 @@ class AmendOrder(OrderCommand, kw_only=True):
 
 class OrderEvent(Event, kw_only=True):
     avro_name = "tickflow.OrderEvent"
+    key_fields = ("order_id",)
     event_id: str
     command_id: str | None = None
     account: str
@@ -72,19 +70,12 @@ class OrderEvent(Event, kw_only=True):
     exchange_ts: int | None = None
     event_ts: int
 
-    @property
-    def key(self) -> str:
-        return self.order_id
-
 
 class KillSwitch(Event, kw_only=True):
     avro_name = "tickflow.KillSwitch"
+    key_fields = ("scope",)
     scope: str
     engaged: bool
     reason: str = ""
     set_by: str = ""
     ts: int
-
-    @property
-    def key(self) -> str:
-        return self.scope

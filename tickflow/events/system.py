@@ -9,6 +9,7 @@ class DeadLetter(Event, kw_only=True):
     """A record a consumer could not process; the original bytes are kept unchanged."""
 
     avro_name = "tickflow.DeadLetter"
+    key_fields = ("source_topic",)
     source_topic: str
     source_partition: int
     source_offset: int
@@ -18,7 +19,3 @@ class DeadLetter(Event, kw_only=True):
     reason: str
     consumer: str
     ts: int
-
-    @property
-    def key(self) -> str:
-        return self.source_topic

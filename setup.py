@@ -1,0 +1,20 @@
+"""Builds the optional compiled Avro writer; everything else is declared in pyproject.toml.
+
+The extension is optional: without a C compiler the install still succeeds and the codec
+writes with fastavro (same bytes, slower).
+"""
+
+from setuptools import Extension, setup
+
+try:
+    from Cython.Build import cythonize
+
+    extensions = cythonize(
+        [Extension("tickflow._avro_writer", ["tickflow/_avro_writer.pyx"], optional=True)],
+        compiler_directives={"language_level": "3"},
+        quiet=True,
+    )
+except ImportError:  # building without Cython: skip the extension
+    extensions = []
+
+setup(ext_modules=extensions)
