@@ -10,7 +10,7 @@ try:
     from Cython.Build import cythonize
 
     extensions = cythonize(
-        [Extension("tickflow._avro_writer", ["tickflow/_avro_writer.pyx"], optional=True)],
+        [Extension("tickflow._hotpath", ["tickflow/_hotpath.pyx"], optional=True)],
         compiler_directives={"language_level": "3"},
         quiet=True,
     )

@@ -1,4 +1,4 @@
-"""Write plans for the compiled Avro writer (``tickflow/_avro_writer.pyx``).
+"""Write plans for the compiled Avro writer (``tickflow/_hotpath.pyx``).
 
 The compiled writer is optional: where it was not built (no C compiler when installing), or
 for a schema shape it does not handle, the codec writes with fastavro instead. Both produce the
@@ -16,7 +16,7 @@ import msgspec
 log = logging.getLogger(__name__)
 
 try:
-    from tickflow import _avro_writer as compiled
+    from tickflow import _hotpath as compiled
 except ImportError:  # not built: fastavro does all the writing
     compiled = None
     log.info("compiled Avro writer not available; encoding with fastavro")

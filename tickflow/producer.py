@@ -24,6 +24,7 @@ from typing import Any
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer
 
+from tickflow import avro_plan
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
 from tickflow.errors import BrokerUnavailable, DeliveryFailed, KafkaError
@@ -93,6 +94,7 @@ class EventProducer:
         # Counts enqueued records; itertools.count is the cheapest counter Python has.
         self._counter = itertools.count(1)
         self._senders: dict[tuple[str, type[Event]], Callable[[Event], None]] = {}
+        self._compiled_senders: list[Any] = []
         conf = {
             **settings.client_config(),
             **DEFAULT_PRODUCER_CONFIG,
@@ -116,7 +118,19 @@ class EventProducer:
         sender = self._senders.get((topic, event_type))
         if sender is not None:
             return sender
-        keyed = self.codec.encoder(topic, event_type).keyed
+        encoder = self.codec.encoder(topic, event_type)
+        if avro_plan.compiled is not None and isinstance(encoder, avro_plan.compiled.Encoder):
+            sender = avro_plan.compiled.Sender(
+                encoder, topic, self._producer.produce, self._producer.poll, self._produce_when_room
+            )
+            self._compiled_senders.append(sender)
+        else:
+            sender = self._python_sender(topic, encoder.keyed)
+        self._senders[(topic, event_type)] = sender
+        return sender
+
+    def _python_sender(self, topic: str, keyed: Callable[[Event], tuple[str, bytes]]) -> Callable[[Event], None]:
+        """The sender where the compiled hot path is not built: the same steps in Python."""
         produce = self._producer.produce
         counter = self._counter
 
@@ -131,7 +145,6 @@ class EventProducer:
             if next(counter) % _POLL_EVERY == 0:  # serve failure reports and client errors
                 self._producer.poll(0)
 
-        self._senders[(topic, event_type)] = send
         return send
 
     def send(self, topic: str, event: Event, *, key: str | None = None, timestamp_ms: int | None = None) -> None:
@@ -182,7 +195,8 @@ class EventProducer:
     def stats(self) -> ProducerStats:
         """A snapshot of the counters."""
         s = self._stats
-        sent = next(copy.copy(self._counter)) - 1  # the value the counter would give next, minus one
+        # What the counter would give next, minus one, plus what the compiled senders counted.
+        sent = next(copy.copy(self._counter)) - 1 + sum(sender.sent for sender in self._compiled_senders)
         delivered = sent - s.failed - len(self._producer)
         return ProducerStats(sent, max(delivered, 0), s.failed, s.backpressure_waits, s.broker_errors,
                              s.last_broker_error)  # fmt: skip

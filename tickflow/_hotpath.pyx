@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled Avro binary writer for tickflow events: the producers' hot path.
+"""The producers' hot path, compiled: an Avro binary writer for tickflow events, and a sender
+that encodes, keys and enqueues an event to Kafka in one C-level call.
 
 A *plan* (built in ``tickflow/avro_plan.py`` from an event type's Avro schema) lists, per
 field, the attribute to read and how to write it. Writing an event walks the plan, reads the
@@ -18,7 +19,9 @@ from decimal import Decimal as _Decimal
 
 from msgspec.structs import astuple as _astuple
 
-from tickflow.errors import RecordMismatch
+from confluent_kafka import KafkaException
+
+from tickflow.errors import KafkaError, RecordMismatch
 
 # Field kinds; avro_plan.py uses the same numbers.
 DEF K_STRING = 1
@@ -104,8 +107,14 @@ cdef class Plan:
     #: ``msgspec.structs.astuple`` of it: one C call instead of an attribute lookup per field.
     cdef readonly object struct_type
     cdef readonly tuple positions
+    # The same, as C arrays for the write loop.
+    cdef Py_ssize_t count
+    cdef int* c_kinds
+    cdef bint* c_nullable
+    cdef Py_ssize_t* c_positions
 
     def __init__(self, str record_name, list fields, object struct_type=None, tuple positions=None):
+        cdef Py_ssize_t i
         self.record_name = record_name
         self.names = tuple(f[0] for f in fields)
         self.kinds = tuple(f[1] for f in fields)
@@ -113,11 +122,27 @@ cdef class Plan:
         self.args = tuple(f[3] for f in fields)
         self.struct_type = struct_type
         self.positions = positions
+        self.count = len(fields)
+        self.c_kinds = <int*>PyMem_Malloc(max(self.count, 1) * sizeof(int))
+        self.c_nullable = <bint*>PyMem_Malloc(max(self.count, 1) * sizeof(bint))
+        self.c_positions = <Py_ssize_t*>PyMem_Malloc(max(self.count, 1) * sizeof(Py_ssize_t))
+        if self.c_kinds == NULL or self.c_nullable == NULL or self.c_positions == NULL:
+            raise MemoryError()
+        for i in range(self.count):
+            self.c_kinds[i] = self.kinds[i]
+            self.c_nullable[i] = self.nullable[i]
+            self.c_positions[i] = positions[i] if positions is not None else -1
+
+    def __dealloc__(self):
+        PyMem_Free(self.c_kinds)
+        PyMem_Free(self.c_nullable)
+        PyMem_Free(self.c_positions)
 
 
 cdef extern from *:
     # 128-bit integers (GCC/Clang): 38 decimal digits fit below 2**127.
     ctypedef unsigned long long u128 "unsigned __int128"
+    int __builtin_clzll(unsigned long long) nogil
 
 
 cdef u128 _POW10[39]
@@ -127,34 +152,68 @@ for _k in range(1, 39):
 cdef u128 _TEN38 = _POW10[38]
 
 
-cdef int _write_decimal(_Buffer buf, object value, int scale, int precision) except -1:
-    """Avro bytes-decimal of ``value`` at ``scale``: exact, or ValueError; never rounded.
-
-    Parses the Decimal's own text (``str`` is C code in ``_decimal``) into a 128-bit
-    coefficient, which is several times faster than scaling and converting Decimal objects. The
-    bytes equal fastavro's: two's complement, big-endian, (bit_length + 8) // 8 bytes.
+cdef extern from *:
     """
+    /* The layout of CPython's C Decimal (Modules/_decimal: PyDecObject holding a libmpdec
+       mpd_t). Read only after a self-check at import proves it matches (see _struct_layout_ok). */
+    typedef struct { uint8_t flags; Py_ssize_t exp; Py_ssize_t digits; Py_ssize_t len;
+                     Py_ssize_t alloc; uint64_t *data; } tf_mpd_t;
+    typedef struct { PyObject_HEAD Py_hash_t hash; tf_mpd_t dec; } tf_dec_object;
+    """
+    ctypedef struct tf_mpd_t:
+        unsigned char flags
+        Py_ssize_t exp
+        Py_ssize_t len
+        uint64_t* data
+    ctypedef struct tf_dec_object:
+        tf_mpd_t dec
+
+
+cdef u128 _RADIX = 10000000000000000000ULL  # libmpdec's base on 64-bit machines: 10**19
+cdef bint _read_struct = False  # set at import by _struct_layout_ok()
+
+
+cdef int _parts_from_struct(object value, u128* coef, long* exponent, bint* negative) except -1:
+    """Coefficient, exponent and sign read straight from the Decimal (no text round trip)."""
+    cdef tf_mpd_t* d = &(<tf_dec_object*>value).dec
+    if d.flags & 0x0E:  # MPD_INF | MPD_NAN | MPD_SNAN
+        raise ValueError(f"{value} is not a finite number")
+    negative[0] = d.flags & 1
+    if d.len == 1:
+        coef[0] = d.data[0]
+    elif d.len == 2:
+        coef[0] = <u128>d.data[1] * _RADIX + d.data[0]
+    else:  # 3 words or more: 39 digits or more
+        raise ValueError(f"{value} has more digits than any schema's precision")
+    if coef[0] >= _TEN38:
+        raise ValueError(f"{value} has more digits than any schema's precision")
+    if not -100000 < d.exp < 100000:
+        raise ValueError(f"{value} has an unusable exponent")
+    exponent[0] = d.exp
+    return 0
+
+
+cdef int _parts_from_text(object value, u128* coef, long* exponent, bint* negative) except -1:
+    """Coefficient, exponent and sign parsed from the Decimal's text (any Decimal type)."""
     cdef const char* text
     cdef Py_ssize_t n, i = 0
-    cdef bint negative = False, point = False, exp_negative = False
-    cdef u128 coef = 0, limit = _POW10[precision]
-    cdef int digits_after_point = 0, exponent = 0, shift, bits, size, k
+    cdef bint point = False, exp_negative = False
+    cdef long digits_after_point = 0, exp_value = 0
     cdef char c
-    cdef unsigned char out[17]
-    if not isinstance(value, _Decimal):
-        raise TypeError(f"expected Decimal, got {type(value).__name__}")
     text = PyUnicode_AsUTF8AndSize(str(value), &n)
+    negative[0] = False
+    coef[0] = 0
     if n and text[0] == 45:  # '-'
-        negative = True
+        negative[0] = True
         i = 1
     if i >= n or not (48 <= text[i] <= 57):
         raise ValueError(f"{value} is not a finite number")
     while i < n:
         c = text[i]
         if 48 <= c <= 57:
-            if coef >= _TEN38:
-                raise ValueError(f"{value} has more digits than the schema's precision {precision}")
-            coef = coef * 10 + (c - 48)
+            if coef[0] >= _TEN38:
+                raise ValueError(f"{value} has more digits than any schema's precision")
+            coef[0] = coef[0] * 10 + (c - 48)
             if point:
                 digits_after_point += 1
         elif c == 46:  # '.'
@@ -165,30 +224,88 @@ cdef int _write_decimal(_Buffer buf, object value, int scale, int precision) exc
                 exp_negative = text[i] == 45
                 i += 1
             while i < n:
-                if not (48 <= text[i] <= 57) or exponent > 100000:
+                if not (48 <= text[i] <= 57) or exp_value > 100000:
                     raise ValueError(f"{value} has an unusable exponent")
-                exponent = exponent * 10 + (text[i] - 48)
+                exp_value = exp_value * 10 + (text[i] - 48)
                 i += 1
             break
         else:
             raise ValueError(f"{value} is not a finite number")
         i += 1
-    shift = (-exponent if exp_negative else exponent) - digits_after_point + scale
+    if coef[0] >= _TEN38:
+        raise ValueError(f"{value} has more digits than any schema's precision")
+    exponent[0] = (-exp_value if exp_negative else exp_value) - digits_after_point
+    return 0
+
+
+def _struct_layout_ok():
+    """True if reading Decimals' structs gives exactly what parsing their text gives."""
+    import decimal
+    cdef u128 c1, c2
+    cdef long e1, e2
+    cdef bint n1, n2
+    if not hasattr(decimal, "__libmpdec_version__") or decimal.MAX_PREC != 999999999999999999:
+        return False  # not the C implementation, or not its 64-bit build
+    samples = ["0", "-0", "1", "-1", "65000.01", "0.00120000", "1E-8", "1.2E+5", "-128", "0E-8",
+               "9999999999999999999", "10000000000000000000", "12345678901234567890123.456789",
+               "99999999999999999999.999999999999999999", "-0.000000000000000001", "1e20", "-98765.4321"]
+    for text in samples:
+        value = _Decimal(text)
+        if type(value) is not _Decimal:
+            return False
+        _parts_from_struct(value, &c1, &e1, &n1)
+        _parts_from_text(value, &c2, &e2, &n2)
+        if c1 != c2 or e1 != e2 or n1 != n2:
+            return False
+    return True
+
+
+_read_struct = _struct_layout_ok()
+#: Whether Decimals are read from their struct (fast) or their text (any implementation).
+DECIMAL_READER = "struct" if _read_struct else "text"
+
+
+cdef int _write_decimal(_Buffer buf, object value, int scale, int precision) except -1:
+    """Avro bytes-decimal of ``value`` at ``scale``: exact, or ValueError; never rounded.
+
+    The coefficient goes into a 128-bit integer, read from the C Decimal's struct where the
+    import-time self-check proved that reads right, else parsed from its text; both are
+    several times faster than scaling and converting Decimal objects. The bytes equal
+    fastavro's: two's complement, big-endian, (bit_length + 8) // 8 bytes.
+    """
+    cdef u128 coef
+    cdef u128 limit = _POW10[precision]
+    cdef long exponent
+    cdef bint negative
+    cdef int shift, bits, size, k
+    cdef uint64_t high, low
+    cdef unsigned char out[17]
+    if type(value) is _Decimal and _read_struct:
+        _parts_from_struct(value, &coef, &exponent, &negative)
+    elif isinstance(value, _Decimal):
+        _parts_from_text(value, &coef, &exponent, &negative)
+    else:
+        raise TypeError(f"expected Decimal, got {type(value).__name__}")
+    shift = exponent + scale if coef else 0  # zero is zero at any exponent
     while shift < 0:  # more fractional digits than the scale: fine only if they are zeros
         if coef % 10:
             raise ValueError(f"{value} has more fractional digits than the schema's scale {scale}")
         coef //= 10
         shift += 1
-    while shift > 0:
-        if coef >= limit:
-            break
-        coef *= 10
-        shift -= 1
-    if coef >= limit:
+    if shift > 0:
+        if shift > precision or coef >= _POW10[precision - shift]:
+            raise ValueError(f"{value} has more digits than the schema's precision {precision}")
+        coef *= _POW10[shift]
+    elif coef >= limit:
         raise ValueError(f"{value} has more digits than the schema's precision {precision}")
-    bits = 0
-    while (coef >> bits) != 0:
-        bits += 1
+    high = <uint64_t>(coef >> 64)
+    low = <uint64_t>coef
+    if high:
+        bits = 128 - __builtin_clzll(high)
+    elif low:
+        bits = 64 - __builtin_clzll(low)
+    else:
+        bits = 0
     size = (bits + 8) // 8
     if negative:
         coef = (<u128>0) - coef
@@ -253,35 +370,32 @@ cdef int _write_value(_Buffer buf, object value, int kind, object arg, str where
 
 cdef int _write_record(_Buffer buf, object record, Plan plan, str path, tuple values=None) except -1:
     """Write ``record``; ``values`` is its ``astuple`` when the caller already has it."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i = 0
     cdef int kind
     cdef object value
-    cdef str name
     if values is None and plan.positions is not None and type(record) is plan.struct_type:
         values = _astuple(record)
-    for i in range(len(plan.names)):
-        name = plan.names[i]
-        if values is not None:
-            value = values[<Py_ssize_t>plan.positions[i]]
-        else:
-            try:
-                value = getattr(record, name)
-            except AttributeError:
-                raise FieldError(f"{path}.{name}: missing ({type(record).__name__} has no such attribute)") from None
-        if plan.nullable[i]:
-            if value is None:
-                buf.write(b"\x00", 1)
-                continue
-            buf.write(b"\x02", 1)
-        elif value is None:
-            raise FieldError(f"{path}.{name}: None in a field that is not nullable")
-        kind = plan.kinds[i]
-        try:
-            _write_value(buf, value, kind, plan.args[i], f"{path}.{name}" if kind >= K_ARRAY else path)
-        except RecordMismatch:
-            raise
-        except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
-            raise FieldError(f"{path}.{name}: {exc}") from None
+    try:
+        while i < plan.count:
+            if values is not None:
+                value = values[plan.c_positions[i]]
+            else:
+                value = getattr(record, plan.names[i])
+            if plan.c_nullable[i]:
+                if value is None:
+                    buf.write(b"\x00", 1)
+                    i += 1
+                    continue
+                buf.write(b"\x02", 1)
+            elif value is None:
+                raise ValueError("None in a field that is not nullable")
+            kind = plan.c_kinds[i]
+            _write_value(buf, value, kind, plan.args[i], f"{path}.{plan.names[i]}" if kind >= K_ARRAY else path)
+            i += 1
+    except RecordMismatch:  # from a nested record: already names its field
+        raise
+    except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+        raise FieldError(f"{path}.{plan.names[i]}: {exc}") from None
     return 0
 
 
@@ -322,12 +436,57 @@ cdef class Encoder:
         return _write(self.header, record, self.plan, None)
 
     def keyed(self, record):
+        return self._keyed(record)
+
+    cdef tuple _keyed(self, object record):
         cdef tuple values
         cdef bytes value
         if self.key_positions is None or type(record) is not self.plan.struct_type:
             return record.key, _write(self.header, record, self.plan, None)
         values = _astuple(record)
         value = _write(self.header, record, self.plan, values)  # first: it type-checks the fields
-        if len(self.key_positions) == 1:
-            return values[<Py_ssize_t>self.key_positions[0]], value
-        return ":".join([values[<Py_ssize_t>p] for p in self.key_positions]), value
+        return self._key(values), value
+
+    cdef object _key(self, tuple values):
+        cdef Py_ssize_t count = len(self.key_positions)
+        if count == 1:
+            return values[<Py_ssize_t>self.key_positions[0]]
+        if count == 2:
+            return (<str>values[<Py_ssize_t>self.key_positions[0]]) + ":" + (<str>values[<Py_ssize_t>self.key_positions[1]])
+        return ":".join([values[<Py_ssize_t>p] for p in self.key_positions])
+
+
+cdef class Sender:
+    """``sender(event)``: encode, key and enqueue one event to one topic (``EventProducer.sender``).
+
+    ``produce`` is a bound ``confluent_kafka.Producer.produce``; ``on_full(topic, value, key)``
+    is called when its buffer is full (back-pressure), ``poll(0)`` every 1000 records so that
+    failure reports and client errors are served.
+    """
+
+    cdef Encoder encoder
+    cdef object topic
+    cdef object produce
+    cdef object poll
+    cdef object on_full
+    cdef readonly long long sent
+
+    def __init__(self, Encoder encoder, str topic, object produce, object poll, object on_full):
+        self.encoder = encoder
+        self.topic = topic
+        self.produce = produce
+        self.poll = poll
+        self.on_full = on_full
+        self.sent = 0
+
+    def __call__(self, record):
+        cdef tuple keyed = self.encoder._keyed(record)
+        try:
+            self.produce(self.topic, keyed[1], keyed[0])
+        except BufferError:
+            self.on_full(self.topic, keyed[1], keyed[0], None)
+        except KafkaException as exc:
+            raise KafkaError(f"cannot produce to {self.topic}: {exc.args[0].str()}") from exc
+        self.sent += 1
+        if self.sent % 1000 == 0:
+            self.poll(0)
