@@ -490,3 +490,33 @@ cdef class Sender:
         self.sent += 1
         if self.sent % 1000 == 0:
             self.poll(0)
+
+    cpdef send(self, object record):
+        """The same as calling the sender."""
+        self(record)
+
+
+cdef class SendDispatch:
+    """``EventProducer.send(topic, event, key=None, timestamp_ms=None)`` in C: finds (or makes)
+    the sender of the event's topic and type and calls it; an explicit key or timestamp goes to
+    ``slow(topic, event, key, timestamp_ms)``."""
+
+    cdef dict senders
+    cdef object make
+    cdef object slow
+
+    def __init__(self, dict senders, object make, object slow):
+        self.senders = senders
+        self.make = make
+        self.slow = slow
+
+    def __call__(self, topic, event, key=None, timestamp_ms=None):
+        if key is not None or timestamp_ms is not None:
+            return self.slow(topic, event, key, timestamp_ms)
+        sender = self.senders.get((topic, type(event)))
+        if sender is None:
+            sender = self.make(topic, type(event))
+        if type(sender) is Sender:
+            (<Sender>sender).send(event)
+        else:
+            sender(event)
