@@ -18,7 +18,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError as RdKafkaError
@@ -70,11 +70,6 @@ class ProducerStats:
     last_broker_error: str | None = None
 
 
-@dataclass
-class _State:
-    failures: list[FailedRecord] = field(default_factory=list)
-
-
 class EventProducer:
     """Encodes events with the codec and produces them, keyed, to Kafka."""
 
@@ -88,7 +83,7 @@ class EventProducer:
     ) -> None:
         self.codec = codec
         self._stats = ProducerStats()
-        self._state = _State()
+        self._failures: list[FailedRecord] = []  # since the last flush
         self._lock = threading.Lock()
         self._on_delivery_error = on_delivery_error
         # Counts enqueued records; itertools.count is the cheapest counter Python has.
@@ -223,7 +218,7 @@ class EventProducer:
         """
         remaining = self._producer.flush(timeout)
         with self._lock:
-            failures, self._state.failures = self._state.failures, []
+            failures, self._failures = self._failures, []
         if failures:
             reasons = sorted({f.reason for f in failures})
             raise DeliveryFailed(f"{len(failures)} records were not delivered ({'; '.join(reasons)[:300]})", failures)
@@ -261,7 +256,7 @@ class EventProducer:
         record = FailedRecord(msg.topic(), msg.key(), msg.value(), err.str())
         self._stats.failed += 1
         with self._lock:
-            self._state.failures.append(record)
+            self._failures.append(record)
         log.error("record to %s not delivered: %s", record.topic, record.reason)
         if self._on_delivery_error is not None:
             self._on_delivery_error(record)

@@ -125,19 +125,23 @@ def test_resending_failed_records_delivers_them(
         assert sorted(int(m.event.trade_id) for m in consumer.read_to_end()) == list(range(10))  # type: ignore
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python-fallback"])
 def test_the_hot_path_sender_keys_encodes_and_counts_like_send(
-    settings: Settings, codec: AvroCodec, new_topic: Callable[..., str]
+    settings: Settings, registry: object, new_topic: Callable[..., str], compiled: bool
 ) -> None:
+    codec = AvroCodec(registry, compiled_writer=compiled)  # type: ignore[arg-type]
     topic = new_topic(partitions=3)
     with EventProducer(settings.kafka, codec) as producer:
         send_trade = producer.sender(topic, Trade)
         assert producer.sender(topic, Trade) is send_trade  # bound once per topic and type
         for i in range(300):
             send_trade(trade(f"K{i % 5}-USDT", i))
-    assert producer.stats.sent == producer.stats.delivered == 300
+        for i in range(300, 400):
+            producer.send(topic, trade(f"K{i % 5}-USDT", i))
+    assert producer.stats.sent == producer.stats.delivered == 400
     with EventConsumer(settings.kafka, codec, [topic]) as consumer:
         records = list(consumer.read_to_end())
-    assert sorted(int(r.event.trade_id) for r in records) == list(range(300))  # type: ignore[attr-defined]
+    assert sorted(int(r.event.trade_id) for r in records) == list(range(400))  # type: ignore[attr-defined]
     for r in records:
         assert r.key == f"binance-spot:{r.event.symbol}".encode()  # type: ignore[attr-defined]
         assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % 3
