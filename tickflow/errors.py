@@ -107,3 +107,14 @@ class UnknownTopic(KafkaError):
 
 class OffsetOutOfRange(KafkaError):
     """The requested offset or timestamp lies outside what the topic holds."""
+
+
+# --- venue feeds -------------------------------------------------------------------------------
+
+
+class FeedError(TickflowError):
+    """A venue feed sent something tickflow cannot use."""
+
+
+class MalformedFrame(FeedError):
+    """A frame that is not what the venue documents (bad JSON, missing fields); counted and skipped."""

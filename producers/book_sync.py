@@ -1,0 +1,246 @@
+"""Order-book synchronisation: snapshot + buffered diffs, bridged and checked, per symbol.
+
+One ``BookSync`` per symbol runs the documented procedure of its venue, which supplies the
+``BridgeRule`` (how a diff relates to a snapshot and to the previous diff):
+
+1. diffs are buffered from the moment the subscription starts;
+2. when the REST snapshot arrives, stale diffs are dropped and the first remaining one must
+   bridge the snapshot, else the snapshot is too old and another is needed;
+3. from then on every diff must continue the previous one; the book is kept and checked
+   (never crossed).
+
+Any failure (a gap, a crossed book, a stale snapshot) resets that one symbol: a ``Reset`` output
+says what was expected and what arrived, the book is dropped and a new snapshot is requested.
+Nothing else is touched: other symbols and the socket carry on.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import Protocol
+
+from sortedcontainers import SortedDict
+
+from tickflow.events import BookResetReason
+
+Level = tuple[str, str]  # (price, size) as the venue sent them
+
+
+@dataclass(frozen=True)
+class DepthDiff:
+    """A venue-neutral incremental book update."""
+
+    first_id: int
+    last_id: int
+    #: The previous diff's last id, where the venue sends it (Binance USD-M ``pu``).
+    prev_id: int | None
+    bids: list[Level]
+    asks: list[Level]
+    exchange_ts: int | None
+    receive_ts: int
+
+
+@dataclass(frozen=True)
+class DepthSnapshot:
+    last_id: int
+    bids: list[Level]
+    asks: list[Level]
+    receive_ts: int
+
+
+class BridgeRule(Protocol):
+    """How a venue's diffs relate to its snapshots and to each other."""
+
+    def stale(self, diff: DepthDiff, snapshot_id: int) -> bool:
+        """The diff is entirely covered by the snapshot: drop it."""
+
+    def bridges(self, diff: DepthDiff, snapshot_id: int) -> bool:
+        """The diff is the first one to apply on top of the snapshot."""
+
+    def continues(self, diff: DepthDiff, previous: DepthDiff) -> bool:
+        """The diff follows ``previous`` with nothing missed."""
+
+    def expected(self, previous: DepthDiff) -> int:
+        """The id the next diff must carry (for the gap marker)."""
+
+    def received(self, diff: DepthDiff) -> int:
+        """The id this diff carries, comparable with ``expected``."""
+
+
+class OrderBook:
+    """Price levels of one book, sorted; prices and sizes exact."""
+
+    def __init__(self) -> None:
+        self.bids: SortedDict = SortedDict()
+        self.asks: SortedDict = SortedDict()
+
+    def clear(self) -> None:
+        self.bids.clear()
+        self.asks.clear()
+
+    @staticmethod
+    def _apply(side: SortedDict, levels: Iterable[Level]) -> None:
+        for price, size in levels:
+            p, s = Decimal(price), Decimal(size)
+            if s == 0:
+                side.pop(p, None)
+            else:
+                side[p] = s
+
+    def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+        self._apply(self.bids, bids)
+        self._apply(self.asks, asks)
+
+    def best_bid(self) -> tuple[Decimal, Decimal] | None:
+        return self.bids.peekitem(-1) if self.bids else None
+
+    def best_ask(self) -> tuple[Decimal, Decimal] | None:
+        return self.asks.peekitem(0) if self.asks else None
+
+    def crossed(self) -> bool:
+        bid, ask = self.best_bid(), self.best_ask()
+        return bid is not None and ask is not None and bid[0] >= ask[0]
+
+
+class SyncState(Enum):
+    AWAITING_SNAPSHOT = "awaiting_snapshot"
+    LIVE = "live"
+
+
+@dataclass(frozen=True)
+class PublishSnapshot:
+    snapshot: DepthSnapshot
+
+
+@dataclass(frozen=True)
+class PublishDiff:
+    diff: DepthDiff
+
+
+@dataclass(frozen=True)
+class Reset:
+    reason: BookResetReason
+    expected: int | None
+    received: int | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class NeedSnapshot:
+    """Fetch a REST snapshot for this symbol (after the subscription is live)."""
+
+
+Output = PublishSnapshot | PublishDiff | Reset | NeedSnapshot
+
+
+@dataclass
+class SyncCounters:
+    diffs: int = 0
+    stale_dropped: int = 0
+    resets: int = 0
+    snapshots: int = 0
+
+
+class BookSync:
+    """The synchronisation state machine of one symbol's book."""
+
+    def __init__(self, rule: BridgeRule, *, max_buffer: int = 10_000) -> None:
+        self.rule = rule
+        self.state = SyncState.AWAITING_SNAPSHOT
+        self.book = OrderBook()
+        self.counters = SyncCounters()
+        self._buffer: deque[DepthDiff] = deque(maxlen=max_buffer)
+        self._previous: DepthDiff | None = None
+        self._snapshot_id = -1
+
+    def on_diff(self, diff: DepthDiff) -> list[Output]:
+        self.counters.diffs += 1
+        if self.state is SyncState.AWAITING_SNAPSHOT:
+            self._buffer.append(diff)
+            return []
+        if self._previous is None:  # live on a snapshot, no diff applied yet: this one must bridge
+            if self.rule.stale(diff, self._snapshot_id):
+                self.counters.stale_dropped += 1
+                return []
+            if not self.rule.bridges(diff, self._snapshot_id):
+                return self._reset(
+                    BookResetReason.SEQUENCE_GAP,
+                    self._snapshot_id,
+                    self.rule.received(diff),
+                    f"first diff after snapshot {self._snapshot_id} does not bridge it",
+                    keep=diff,
+                )
+            return self._apply(diff)
+        if not self.rule.continues(diff, self._previous):
+            return self._reset(
+                BookResetReason.SEQUENCE_GAP,
+                self.rule.expected(self._previous),
+                self.rule.received(diff),
+                "diff does not continue the previous one",
+                keep=diff,
+            )
+        return self._apply(diff)
+
+    def on_snapshot(self, snapshot: DepthSnapshot) -> list[Output]:
+        """Apply a REST snapshot; buffered diffs are bridged onto it."""
+        self.counters.snapshots += 1
+        pending = [d for d in self._buffer if not self.rule.stale(d, snapshot.last_id)]
+        self.counters.stale_dropped += len(self._buffer) - len(pending)
+        self._buffer.clear()
+        if pending and not self.rule.bridges(pending[0], snapshot.last_id):
+            # A gap between the snapshot and the stream: the snapshot is too old (or too new).
+            for diff in pending:
+                self._buffer.append(diff)
+            return self._reset(
+                BookResetReason.SEQUENCE_GAP,
+                snapshot.last_id,
+                self.rule.received(pending[0]),
+                f"first diff after snapshot {snapshot.last_id} does not bridge it",
+                keep=None,
+            )
+        self.book.clear()
+        self.book.apply(snapshot.bids, snapshot.asks)
+        self.state = SyncState.LIVE
+        self._previous = None
+        self._snapshot_id = snapshot.last_id
+        out: list[Output] = [PublishSnapshot(snapshot)]
+        for i, diff in enumerate(pending):
+            if self._previous is not None and not self.rule.continues(diff, self._previous):
+                for later in pending[i:]:
+                    self._buffer.append(later)
+                return out + self._reset(
+                    BookResetReason.SEQUENCE_GAP,
+                    self.rule.expected(self._previous),
+                    self.rule.received(diff),
+                    "gap among the buffered diffs",
+                    keep=None,
+                )
+            out += self._apply(diff)
+            if self.state is not SyncState.LIVE:
+                return out
+        return out
+
+    def _apply(self, diff: DepthDiff) -> list[Output]:
+        self.book.apply(diff.bids, diff.asks)
+        self._previous = diff
+        if self.book.crossed():
+            bid, ask = self.book.best_bid(), self.book.best_ask()
+            return self._reset(
+                BookResetReason.CROSSED_BOOK, None, diff.last_id, f"best bid {bid} >= best ask {ask}", keep=None
+            )
+        return [PublishDiff(diff)]
+
+    def _reset(
+        self, reason: BookResetReason, expected: int | None, received: int | None, detail: str, keep: DepthDiff | None
+    ) -> list[Output]:
+        self.counters.resets += 1
+        self.state = SyncState.AWAITING_SNAPSHOT
+        self.book.clear()
+        self._previous = None
+        if keep is not None:
+            self._buffer.append(keep)  # the diff that showed the gap may bridge the next snapshot
+        return [Reset(reason, expected, received, detail), NeedSnapshot()]

@@ -1,0 +1,1 @@
+"""Binance spot (``binance-spot``) and USD-M futures (``binance-usdm``)."""

@@ -1,0 +1,195 @@
+"""Binance combined-stream frames -> normalized events (and depth diffs for the book sync).
+
+Frames are decoded with typed ``msgspec`` structs: one pass, no intermediate dicts, and a frame
+that does not fit raises ``MalformedFrame`` (the caller counts it and skips it). Prices and sizes
+stay the venue's strings until they become ``Decimal``: exact, never a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import msgspec
+
+from producers.book_sync import DepthDiff, DepthSnapshot
+from producers.venues.binance.symbols import normalize_symbol
+from tickflow.errors import MalformedFrame
+from tickflow.events import BestBidOffer, Event, Kline, MarketType, Side, Trade
+
+Level = tuple[str, str]
+
+
+class _Envelope(msgspec.Struct):
+    stream: str
+    data: msgspec.Raw
+
+
+class _Depth(msgspec.Struct):
+    E: int
+    s: str
+    U: int
+    u: int
+    b: list[Level]
+    a: list[Level]
+    pu: int | None = None
+    T: int | None = None
+
+
+class _AggTrade(msgspec.Struct):
+    E: int
+    s: str
+    a: int
+    p: str
+    q: str
+    T: int
+    m: bool
+
+
+class _Trade(msgspec.Struct):
+    E: int
+    s: str
+    t: int
+    p: str
+    q: str
+    T: int
+    m: bool
+
+
+class _BookTicker(msgspec.Struct):
+    s: str
+    u: int
+    b: str
+    B: str
+    a: str
+    A: str
+    E: int | None = None
+    T: int | None = None
+
+
+class _KlineBody(msgspec.Struct):
+    t: int
+    T: int
+    i: str
+    o: str
+    c: str
+    h: str
+    low: str = msgspec.field(name="l")
+    v: str = "0"
+    n: int | None = None
+    x: bool = False
+    q: str | None = None
+
+
+class _Kline(msgspec.Struct):
+    E: int
+    s: str
+    k: _KlineBody
+
+
+class _Snapshot(msgspec.Struct):
+    lastUpdateId: int
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass(frozen=True)
+class SymbolDiff:
+    """A depth diff of one symbol, for that symbol's ``BookSync``."""
+
+    venue_symbol: str
+    diff: DepthDiff
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_decoders = {
+    "depth": msgspec.json.Decoder(_Depth),
+    "aggTrade": msgspec.json.Decoder(_AggTrade),
+    "trade": msgspec.json.Decoder(_Trade),
+    "bookTicker": msgspec.json.Decoder(_BookTicker),
+    "kline": msgspec.json.Decoder(_Kline),
+}
+_snapshot = msgspec.json.Decoder(_Snapshot)
+
+
+def _channel(stream: str) -> str:
+    """``btcusdt@depth@100ms`` -> ``depth``; ``btcusdt@kline_1m`` -> ``kline``."""
+    channel = stream.partition("@")[2].partition("@")[0]
+    return channel.partition("_")[0]
+
+
+class BinanceParser:
+    """Parses the frames of one Binance venue (spot or USD-M)."""
+
+    def __init__(self, venue: str, market: MarketType) -> None:
+        self.venue = venue
+        self.market = market
+
+    def parse(self, frame: str | bytes, receive_ts: int) -> list[Event | SymbolDiff]:
+        try:
+            envelope = _envelope.decode(frame)
+            channel = _channel(envelope.stream)
+            decoder = _decoders.get(channel)
+            if decoder is None:
+                raise MalformedFrame(f"unknown stream {envelope.stream!r}")
+            return [self._normalize(decoder.decode(envelope.data), receive_ts)]
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise MalformedFrame(f"{self.venue}: {exc}") from None
+
+    def snapshot(self, body: str | bytes, receive_ts: int) -> DepthSnapshot:
+        try:
+            snap = _snapshot.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise MalformedFrame(f"{self.venue} depth snapshot: {exc}") from None
+        return DepthSnapshot(snap.lastUpdateId, snap.bids, snap.asks, receive_ts)
+
+    def _header(self, venue_symbol: str, exchange_ms: int | None, receive_ts: int) -> dict:
+        return {
+            "venue": self.venue,
+            "market": self.market,
+            "symbol": normalize_symbol(venue_symbol),
+            "venue_symbol": venue_symbol,
+            "exchange_ts": None if exchange_ms is None else exchange_ms * 1000,
+            "receive_ts": receive_ts,
+        }
+
+    def _normalize(self, msg: msgspec.Struct, receive_ts: int) -> Event | SymbolDiff:
+        if isinstance(msg, _Depth):
+            # USD-M sends the matching-engine time T; spot only the event time E.
+            ts = (msg.T or msg.E) * 1000
+            return SymbolDiff(msg.s, DepthDiff(msg.U, msg.u, msg.pu, msg.b, msg.a, ts, receive_ts))
+        if isinstance(msg, (_AggTrade, _Trade)):
+            trade_id = msg.a if isinstance(msg, _AggTrade) else msg.t
+            return Trade(
+                **self._header(msg.s, msg.T, receive_ts),
+                trade_id=str(trade_id),
+                price=Decimal(msg.p),
+                size=Decimal(msg.q),
+                # m: the buyer was the maker, so the aggressor sold.
+                side=Side.SELL if msg.m else Side.BUY,
+            )
+        if isinstance(msg, _BookTicker):
+            return BestBidOffer(
+                **self._header(msg.s, msg.T or msg.E, receive_ts),
+                bid_price=Decimal(msg.b),
+                bid_size=Decimal(msg.B),
+                ask_price=Decimal(msg.a),
+                ask_size=Decimal(msg.A),
+                update_id=msg.u,
+            )
+        assert isinstance(msg, _Kline)
+        k = msg.k
+        return Kline(
+            **self._header(msg.s, msg.E, receive_ts),
+            interval=k.i,
+            open_time=k.t * 1000,
+            close_time=(k.T + 1) * 1000,  # Binance's T is the last millisecond; ours is exclusive
+            open=Decimal(k.o),
+            high=Decimal(k.h),
+            low=Decimal(k.low),
+            close=Decimal(k.c),
+            volume=Decimal(k.v),
+            quote_volume=None if k.q is None else Decimal(k.q),
+            trade_count=k.n,
+            closed=k.x,
+        )
