@@ -55,6 +55,9 @@ class DepthSnapshot:
 class BridgeRule(Protocol):
     """How a venue's diffs relate to its snapshots and to each other."""
 
+    #: True if update ids count this instrument's updates alone (then a gap's size is known).
+    ids_per_instrument: bool
+
     def stale(self, diff: DepthDiff, snapshot_id: int) -> bool:
         """The diff is entirely covered by the snapshot: drop it."""
 

@@ -185,3 +185,66 @@ def test_capture_files_with_bad_lines_keep_the_good_ones(tmp_path: Path) -> None
     assert capture.opened_ts == 1_633_998_511_500_000
     assert [f.receive_ts for f in capture.frames] == [1_633_998_512_250_000, 1_633_998_513_000_000]
     assert capture.malformed_lines == [4]
+
+
+def book_topic(venue: str, drop: tuple[str, int] | None = None) -> dict[str, list]:
+    """What the book topic would carry per symbol, with the resyncing snapshot served after a reset."""
+    from producers.book_events import BookEvents
+    from producers.venues.binance.symbols import normalize_symbol
+
+    market, rule = VENUES[venue]
+    result = replay(venue, drop)
+    topic: dict[str, list] = {}
+    for symbol, outs in result["outputs"].items():
+        builder = BookEvents(venue, market, normalize_symbol(symbol), symbol, rule)
+        topic[symbol] = builder.events(outs, now_us=1)
+    return topic
+
+
+def consumer_side_check(records: list, spot: bool) -> list[str]:
+    """What a consumer can verify from the records alone: snapshot first, then unbroken ids."""
+    from tickflow.events import BookReset, BookUpdate, BookUpdateKind
+
+    problems, last, bridged, snapshot_id = [], None, False, None
+    for r in records:
+        if isinstance(r, BookReset):
+            last, bridged, snapshot_id = None, False, None
+            continue
+        assert isinstance(r, BookUpdate)
+        if r.kind is BookUpdateKind.SNAPSHOT:
+            snapshot_id, bridged, last = r.last_update_id, False, None
+            continue
+        if snapshot_id is None:
+            problems.append(f"delta {r.first_update_id} before any snapshot")
+        elif not bridged:
+            ok = (r.first_update_id <= snapshot_id + 1 <= r.last_update_id) if spot else (
+                r.first_update_id <= snapshot_id <= r.last_update_id)  # fmt: skip
+            bridged = True
+            if not ok:
+                problems.append(f"delta {r.first_update_id}-{r.last_update_id} does not bridge {snapshot_id}")
+        elif (r.first_update_id != last + 1) if spot else (r.prev_update_id != last):
+            problems.append(f"gap after {last}")
+        last = r.last_update_id
+    return problems
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_the_book_topic_is_verifiable_by_consumers_without_tickflow(venue: str) -> None:
+    from tickflow.events import BookUpdate, BookUpdateKind
+
+    for symbol, records in book_topic(venue).items():
+        assert isinstance(records[0], BookUpdate) and records[0].kind is BookUpdateKind.SNAPSHOT, symbol
+        assert consumer_side_check(records, spot=venue == "binance-spot") == [], symbol
+
+
+def test_a_gap_puts_a_reset_marker_on_the_book_topic() -> None:
+    from tickflow.events import BookReset
+
+    records = book_topic("binance-spot", drop=("NKNUSDT", 8))["NKNUSDT"]
+    resets = [r for r in records if isinstance(r, BookReset)]
+    assert len(resets) == 1
+    marker = resets[0]
+    assert marker.reason is BookResetReason.SEQUENCE_GAP
+    assert marker.missed_updates == marker.received_update_id - marker.expected_update_id > 0
+    assert records[-1] is marker  # nothing for this book until a new snapshot
+    assert consumer_side_check(records, spot=True) == []

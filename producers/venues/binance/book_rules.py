@@ -14,6 +14,9 @@ from producers.book_sync import DepthDiff
 
 
 class SpotBridgeRule:
+    #: Spot ids count one symbol's updates: a gap's size is known.
+    ids_per_instrument = True
+
     def stale(self, diff: DepthDiff, snapshot_id: int) -> bool:
         return diff.last_id <= snapshot_id
 
@@ -31,6 +34,9 @@ class SpotBridgeRule:
 
 
 class UsdmBridgeRule:
+    #: USD-M ids are shared across symbols: a gap's size is not known.
+    ids_per_instrument = False
+
     def stale(self, diff: DepthDiff, snapshot_id: int) -> bool:
         return diff.last_id < snapshot_id
 
