@@ -19,6 +19,7 @@ COPY tickflow ./tickflow
 COPY infra ./infra
 COPY producers ./producers
 COPY processors ./processors
+COPY simulator ./simulator
 COPY schemas ./schemas
 
 # A regular (non-editable) install. tickflow/topics.py finds infra/topics.yaml next to its own

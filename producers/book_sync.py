@@ -227,6 +227,13 @@ class BookSync:
                 return out
         return out
 
+    def invalidate(self, reason: BookResetReason, detail: str) -> list[Output]:
+        """Drop the book because its stream broke (a reconnect): a marker if it was live."""
+        was_live = self.state is SyncState.LIVE
+        self._buffer.clear()
+        out = self._reset(reason, None, None, detail, keep=None)
+        return out if was_live else [NeedSnapshot()]
+
     def _apply(self, diff: DepthDiff) -> list[Output]:
         self.book.apply(diff.bids, diff.asks)
         self._previous = diff

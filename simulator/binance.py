@@ -1,0 +1,163 @@
+"""Binance spot / USD-M, replaying recorded traffic (``shared/recordings`` layout).
+
+Speaks Binance's protocol on one loopback port:
+
+- WebSocket ``/stream?streams=a@x/b@y`` (combined streams): the recorded frames of those streams,
+  at the recorded pace divided by ``speed``; ``{"method": "SUBSCRIBE"|"UNSUBSCRIBE", "params":
+  [...], "id": n}`` changes the set and is answered ``{"result": null, "id": n}`` like Binance.
+- REST ``/api/v3/depth`` (spot) and ``/fapi/v1/depth`` (USD-M) ``?symbol=X&limit=N``: the recorded
+  snapshot of that symbol, answered no earlier than the replay reaches the moment it was
+  recorded (the book it describes); 400 with Binance's error body for an unknown symbol.
+
+The replay clock starts when the first WebSocket client connects. Frames recorded before that
+moment in another connection's life are simply the start of the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from producers.recordings import read_http_log, read_ws_log
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Recording:
+    frames: list[tuple[float, str, str]]  # (seconds from start, stream, frame text)
+    snapshots: dict[str, tuple[float, str]]  # symbol -> (seconds from start, body)
+
+
+def _load(directory: Path) -> _Recording:
+    ws = read_ws_log(directory / "ws.log")
+    start = ws.frames[0].receive_ts if ws.frames else ws.opened_ts
+    frames = []
+    for frame in ws.frames:
+        stream = json.loads(frame.text).get("stream", "")
+        frames.append(((frame.receive_ts - start) / 1e6, stream, frame.text))
+    snapshots = {}
+    for response in read_http_log(directory / "http.log").responses:
+        symbol = parse_qs(urlparse(response.url).query)["symbol"][0]
+        snapshots[symbol] = ((response.receive_ts - start) / 1e6, response.body)
+    return _Recording(frames, snapshots)
+
+
+@dataclass
+class ReplayStats:
+    connections: int = 0
+    frames_sent: int = 0
+    snapshots_served: int = 0
+    subscribe_requests: int = 0
+
+
+@dataclass
+class BinanceReplay:
+    """One simulated Binance venue; ``async with`` starts and stops it."""
+
+    recording: Path
+    speed: float = 1.0
+    host: str = "127.0.0.1"
+    port: int = 0
+    stats: ReplayStats = field(default_factory=ReplayStats)
+
+    def __post_init__(self) -> None:
+        self._data = _load(self.recording)
+        self._started: float | None = None
+        self._server: Server | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _elapsed(self) -> float:
+        """Replay seconds since the first client connected."""
+        if self._started is None:
+            return 0.0
+        return (time.monotonic() - self._started) * self.speed
+
+    async def __aenter__(self) -> BinanceReplay:
+        self._server = await serve(self._session, self.host, self.port, process_request=self._http)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    # --- REST ----------------------------------------------------------------------------------
+
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlparse(request.path)
+        if url.path == "/stream":
+            return None  # the WebSocket handshake
+        if url.path not in ("/api/v3/depth", "/fapi/v1/depth"):
+            return _json(404, {"code": -1, "msg": f"no such endpoint {url.path}"})
+        symbol = parse_qs(url.query).get("symbol", [""])[0].upper()
+        if symbol not in self._data.snapshots:
+            return _json(400, {"code": -1121, "msg": "Invalid symbol."})
+        at, body = self._data.snapshots[symbol]
+        if self._started is not None and self._elapsed() < at:
+            await asyncio.sleep((at - self._elapsed()) / self.speed)
+        self.stats.snapshots_served += 1
+        return Response(200, "OK", Headers({"Content-Type": "application/json"}), body.encode())
+
+    # --- WebSocket -----------------------------------------------------------------------------
+
+    async def _session(self, connection: ServerConnection) -> None:
+        self.stats.connections += 1
+        if self._started is None:
+            self._started = time.monotonic()
+        query = parse_qs(urlparse(connection.request.path).query if connection.request else "")
+        streams = {s for s in query.get("streams", [""])[0].split("/") if s}
+        sender = asyncio.create_task(self._send_frames(connection, streams))
+        try:
+            async for message in connection:
+                request = json.loads(message)
+                self.stats.subscribe_requests += 1
+                params = request.get("params", [])
+                if request.get("method") == "SUBSCRIBE":
+                    streams.update(params)
+                elif request.get("method") == "UNSUBSCRIBE":
+                    streams.difference_update(params)
+                await connection.send(json.dumps({"result": None, "id": request.get("id")}))
+        except (ConnectionClosed, json.JSONDecodeError):
+            pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def _send_frames(self, connection: ServerConnection, streams: set[str]) -> None:
+        # A client that connects mid-replay gets the frames from now on, as on a live venue.
+        now = self._elapsed()
+        for at, stream, text in self._data.frames:
+            if at < now:
+                continue
+            delay = (at - self._elapsed()) / self.speed
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if stream in streams:
+                await connection.send(text)
+                self.stats.frames_sent += 1
+
+
+def _json(status: int, body: dict) -> Response:
+    reason = {400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+    return Response(status, reason, Headers({"Content-Type": "application/json"}), json.dumps(body).encode())

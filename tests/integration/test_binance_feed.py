@@ -1,0 +1,84 @@
+"""A Binance feed against the simulator replaying real traffic, into the real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from producers.venues.binance.feed import BINANCE_SPOT, BINANCE_USDM, BinanceFeed
+from simulator.binance import BinanceReplay
+from tests.unit.test_binance_recordings import RECORDINGS, consumer_side_check
+from tickflow import topics
+from tickflow.codec import AvroCodec
+from tickflow.config import Settings
+from tickflow.consumer import EventConsumer, StartAt
+from tickflow.events import BookReset, BookUpdate, ConnectorState, ConnectorStatus, Trade
+from tickflow.producer import EventProducer
+
+pytestmark = pytest.mark.skipif(not RECORDINGS.is_dir(), reason=f"no recordings at {RECORDINGS}")
+
+SYMBOLS = {
+    "binance-spot": (BINANCE_SPOT, ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]),
+    "binance-usdm": (BINANCE_USDM, ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]),
+}
+SPEED = 6.0
+
+
+async def run_feed(venue_id: str, settings: Settings, codec: AvroCodec) -> tuple[BinanceFeed, BinanceReplay]:
+    venue, symbols = SYMBOLS[venue_id]
+    async with BinanceReplay(RECORDINGS / venue_id, speed=SPEED) as sim:
+        with EventProducer(settings.kafka, codec) as producer:
+            feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url)
+            stop = asyncio.Event()
+            task = asyncio.create_task(feed.run(stop))
+            await asyncio.sleep(31 / SPEED + 1.5)  # the 30 s recording, replayed faster
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    return feed, sim
+
+
+@pytest.mark.parametrize("venue_id", list(SYMBOLS))
+def test_feed_replays_real_traffic_into_kafka_with_books_that_bridge(
+    venue_id: str, settings: Settings, codec: AvroCodec
+) -> None:
+    started_us = time.time_ns() // 1000
+    feed, sim = asyncio.run(run_feed(venue_id, settings, codec))
+    assert feed.counters.malformed_frames == 0 and feed.counters.snapshot_failures == 0
+    assert sim.stats.snapshots_served == 4 and sim.stats.connections == 1
+
+    def mine(topic: str) -> list:
+        with EventConsumer(settings.kafka, codec, [topic], StartAt.beginning()) as consumer:
+            return [
+                m.event
+                for m in consumer.read_to_end()
+                if getattr(m.event, "venue", None) == venue_id
+                and getattr(m.event, "receive_ts", getattr(m.event, "ts", 0)) >= started_us
+            ]
+
+    recorded = [
+        json.loads(line.split(": ", 1)[1])
+        for line in (RECORDINGS / venue_id / "ws.log").read_text().splitlines()[1:]
+        if line.strip()
+    ]
+    agg = [f["data"] for f in recorded if f["stream"].endswith("@aggTrade")]
+    trades = [e for e in mine(topics.TRADES) if isinstance(e, Trade)]
+    for symbol in {a["s"] for a in agg}:  # every trade once, in order per instrument (= partition)
+        assert [t.trade_id for t in trades if t.venue_symbol == symbol] == [
+            str(a["a"]) for a in agg if a["s"] == symbol
+        ]
+    assert len(trades) == len(agg)
+
+    book = mine(topics.BOOK)
+    assert not [r for r in book if isinstance(r, BookReset)], "no gap expected in this recording"
+    for symbol in {r.venue_symbol for r in book}:
+        records = [r for r in book if r.venue_symbol == symbol]
+        assert isinstance(records[0], BookUpdate) and records[0].kind.value == "SNAPSHOT"
+        assert consumer_side_check(records, spot=venue_id == "binance-spot") == [], symbol
+    assert len({r.venue_symbol for r in book}) == 4
+
+    states = [e.state for e in mine(topics.STATUS) if isinstance(e, ConnectorStatus)]
+    assert states[:2] == [ConnectorState.CONNECTING, ConnectorState.CONNECTED]
+    assert states[-1] is ConnectorState.STOPPED
