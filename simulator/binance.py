@@ -122,11 +122,13 @@ class BinanceReplay:
 
     async def _session(self, connection: ServerConnection) -> None:
         self.stats.connections += 1
-        if self._started is None:
+        first = self._started is None
+        if first:
             self._started = time.monotonic()
         query = parse_qs(urlparse(connection.request.path).query if connection.request else "")
         streams = {s for s in query.get("streams", [""])[0].split("/") if s}
-        sender = asyncio.create_task(self._send_frames(connection, streams))
+        # The first client starts the replay; a later one (a reconnect) joins it where it is now.
+        sender = asyncio.create_task(self._send_frames(connection, streams, 0.0 if first else self._elapsed()))
         try:
             async for message in connection:
                 request = json.loads(message)
@@ -144,9 +146,7 @@ class BinanceReplay:
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
 
-    async def _send_frames(self, connection: ServerConnection, streams: set[str]) -> None:
-        # A client that connects mid-replay gets the frames from now on, as on a live venue.
-        now = self._elapsed()
+    async def _send_frames(self, connection: ServerConnection, streams: set[str], now: float) -> None:
         for at, stream, text in self._data.frames:
             if at < now:
                 continue

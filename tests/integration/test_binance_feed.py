@@ -31,7 +31,7 @@ async def run_feed(venue_id: str, settings: Settings, codec: AvroCodec) -> tuple
     venue, symbols = SYMBOLS[venue_id]
     async with BinanceReplay(RECORDINGS / venue_id, speed=SPEED) as sim:
         with EventProducer(settings.kafka, codec) as producer:
-            feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url)
+            feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, capture_raw=True)
             stop = asyncio.Event()
             task = asyncio.create_task(feed.run(stop))
             await asyncio.sleep(31 / SPEED + 1.5)  # the 30 s recording, replayed faster
@@ -58,11 +58,8 @@ def test_feed_replays_real_traffic_into_kafka_with_books_that_bridge(
                 and getattr(m.event, "receive_ts", getattr(m.event, "ts", 0)) >= started_us
             ]
 
-    recorded = [
-        json.loads(line.split(": ", 1)[1])
-        for line in (RECORDINGS / venue_id / "ws.log").read_text().splitlines()[1:]
-        if line.strip()
-    ]
+    lines = [line for line in (RECORDINGS / venue_id / "ws.log").read_text().splitlines()[1:] if line.strip()]
+    recorded = [json.loads(line.split(": ", 1)[1]) for line in lines]
     agg = [f["data"] for f in recorded if f["stream"].endswith("@aggTrade")]
     trades = [e for e in mine(topics.TRADES) if isinstance(e, Trade)]
     for symbol in {a["s"] for a in agg}:  # every trade once, in order per instrument (= partition)
@@ -78,6 +75,10 @@ def test_feed_replays_real_traffic_into_kafka_with_books_that_bridge(
         assert isinstance(records[0], BookUpdate) and records[0].kind.value == "SNAPSHOT"
         assert consumer_side_check(records, spot=venue_id == "binance-spot") == [], symbol
     assert len({r.venue_symbol for r in book}) == 4
+
+    # Raw capture: every frame, unchanged, in order (one connection: one key, one partition).
+    raw = [e.payload for e in mine(topics.raw_topic(venue_id))]
+    assert raw == [line.split(": ", 1)[1] for line in lines]
 
     states = [e.state for e in mine(topics.STATUS) if isinstance(e, ConnectorStatus)]
     assert states[:2] == [ConnectorState.CONNECTING, ConnectorState.CONNECTED]

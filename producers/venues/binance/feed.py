@@ -31,6 +31,7 @@ from tickflow.events import (
     Event,
     Kline,
     MarketType,
+    RawFrame,
     Trade,
 )
 from tickflow.producer import EventProducer
@@ -74,6 +75,7 @@ class BinanceFeed:
         streams: tuple[str, ...] = ("depth@100ms", "aggTrade", "bookTicker", "kline_1m"),
         snapshot_limit: int = 1000,
         backoff: Backoff | None = None,
+        capture_raw: bool = False,
     ) -> None:
         self.venue = venue
         self.symbols = [s.upper() for s in symbols]
@@ -81,6 +83,9 @@ class BinanceFeed:
         self.rest_url = rest_url.rstrip("/")
         self.snapshot_limit = snapshot_limit
         self.counters = FeedCounters()
+        #: Also send every frame, unchanged, to the venue's raw topic (for re-parsing later).
+        self.capture_raw = capture_raw
+        self._raw_topic = topics.raw_topic(venue.name)
         self.parser = BinanceParser(venue.name, venue.market)
         rule = SpotBridgeRule() if venue.spot else UsdmBridgeRule()
         self.syncs = {s: BookSync(rule) for s in self.symbols}
@@ -116,6 +121,10 @@ class BinanceFeed:
 
     def _on_frame(self, frame: str | bytes, receive_ts: int) -> None:
         self.counters.frames += 1
+        if self.capture_raw:
+            text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+            self.producer.send(self._raw_topic, RawFrame(venue=self.venue.name, connection_id="stream-0",
+                                                         receive_ts=receive_ts, payload=text))  # fmt: skip
         try:
             parsed = self.parser.parse(frame, receive_ts)
         except MalformedFrame as exc:
