@@ -94,6 +94,46 @@ def provision_cmd(config: ConfigOption = None) -> None:
     err.print(f"[green]✓[/] {len(report.topics.created)} topics created, {len(report.subjects)} subjects registered")
 
 
+@app.command("produce")
+def produce_cmd(
+    feeds: Annotated[Path, typer.Option("--feeds", "-f", help="YAML file naming the venues and symbols.")],
+    config: ConfigOption = None,
+) -> None:
+    """Run market-data feeds into Kafka until SIGTERM/SIGINT; then flush and exit."""
+    import asyncio
+
+    from producers.runner import load_produce_config, produce
+
+    asyncio.run(produce(_settings(config), load_produce_config(feeds)))
+
+
+@app.command("simulate")
+def simulate_cmd(
+    venue: Annotated[str, typer.Argument(help="binance-spot or binance-usdm")],
+    recording: Annotated[Path, typer.Option(help="Folder with ws.log and http.log (shared/recordings layout).")],
+    port: Annotated[int, typer.Option(help="Loopback port for WebSocket and REST.")] = 18765,
+    speed: Annotated[float, typer.Option(help="Replay speed factor.")] = 1.0,
+) -> None:
+    """Serve a venue's protocol on 127.0.0.1, replaying recorded traffic, until SIGTERM/SIGINT."""
+    import asyncio
+    import signal
+
+    from simulator.binance import BinanceReplay
+
+    if venue not in ("binance-spot", "binance-usdm"):
+        raise TickflowError(f"the simulator speaks binance-spot and binance-usdm so far, not {venue!r}")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        async with BinanceReplay(recording, speed=speed, port=port) as sim:
+            err.print(f"[green]✓[/] {venue} simulator on {sim.ws_url} (WebSocket /stream, REST depth)")
+            await stop.wait()
+
+    asyncio.run(serve())
+
+
 @app.command("up")
 def up(config: ConfigOption = None) -> None:
     """Bring up the pipeline. For now: the local stack, then its status (producers and agents come next)."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +87,45 @@ def test_feed_replays_real_traffic_into_kafka_with_books_that_bridge(
     states = [e.state for e in mine(topics.STATUS) if isinstance(e, ConnectorStatus)]
     assert states[:2] == [ConnectorState.CONNECTING, ConnectorState.CONNECTED]
     assert states[-1] is ConnectorState.STOPPED
+
+
+def test_tickflow_produce_stops_cleanly_on_sigterm_with_everything_flushed(
+    settings: Settings, codec: AvroCodec, tmp_path: Path
+) -> None:
+    """The producer process: feeds from a config file; SIGTERM -> records flushed, exit 0."""
+
+    async def scenario() -> tuple[int, str, int]:
+        async with BinanceReplay(RECORDINGS / "binance-usdm", speed=SPEED) as sim:
+            feeds = tmp_path / "feeds.yaml"
+            feeds.write_text(
+                f"feeds:\n  - venue: binance-usdm\n    symbols: [SUSHIUSDT, CTKUSDT]\n"
+                f"    ws_url: {sim.ws_url}\n    rest_url: {sim.rest_url}\n"
+            )
+            env = {
+                **os.environ,
+                "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+                "TICKFLOW_REGISTRY__URL": settings.registry.url,
+            }
+            process = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "tickflow"), "produce", "--feeds", str(feeds),
+                env=env, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            await asyncio.sleep(4)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(process.communicate(), 30)
+            return process.returncode or 0, stderr.decode(), sim.stats.frames_sent
+
+    started_us = time.time_ns() // 1000
+    code, stderr, frames_sent = asyncio.run(scenario())
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    with EventConsumer(settings.kafka, codec, [topics.STATUS, topics.TRADES], StartAt.beginning()) as consumer:
+        mine = [
+            m.event
+            for m in consumer.read_to_end()
+            if getattr(m.event, "receive_ts", getattr(m.event, "ts", 0)) >= started_us
+            and m.event.venue == "binance-usdm"
+        ]
+    states = [e.state for e in mine if isinstance(e, ConnectorStatus)]
+    assert states[0] is ConnectorState.CONNECTING and states[-1] is ConnectorState.STOPPED
+    assert frames_sent > 0 and any(isinstance(e, Trade) for e in mine)
