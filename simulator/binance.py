@@ -5,9 +5,11 @@ Speaks Binance's protocol on one loopback port:
 - WebSocket ``/stream?streams=a@x/b@y`` (combined streams): the recorded frames of those streams,
   at the recorded pace divided by ``speed``; ``{"method": "SUBSCRIBE"|"UNSUBSCRIBE", "params":
   [...], "id": n}`` changes the set and is answered ``{"result": null, "id": n}`` like Binance.
-- REST ``/api/v3/depth`` (spot) and ``/fapi/v1/depth`` (USD-M) ``?symbol=X&limit=N``: the recorded
-  snapshot of that symbol, answered no earlier than the replay reaches the moment it was
-  recorded (the book it describes); 400 with Binance's error body for an unknown symbol.
+- REST ``/api/v3/depth`` (spot) and ``/fapi/v1/depth`` (USD-M) ``?symbol=X&limit=N``: the
+  symbol's book as the replay has it now (the recorded snapshot plus the diffs sent since),
+  answered no earlier than the replay reaches the moment the snapshot was recorded; 400 with
+  Binance's error body for an unknown symbol.
+- ``drop_connections()`` cuts every client abruptly, for reconnect tests.
 
 The replay clock starts when the first WebSocket client connects. Frames recorded before that
 moment in another connection's life are simply the start of the recording.
@@ -35,23 +37,72 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class _Diff:
+    at: float
+    first_id: int
+    last_id: int
+    bids: list[list[str]]
+    asks: list[list[str]]
+
+
+@dataclass
 class _Recording:
     frames: list[tuple[float, str, str]]  # (seconds from start, stream, frame text)
     snapshots: dict[str, tuple[float, str]]  # symbol -> (seconds from start, body)
+    diffs: dict[str, list[_Diff]]  # symbol -> its depth diffs, in order
+
+
+def _book_at(recording: _Recording, symbol: str, now: float, usdm: bool) -> str:
+    """The symbol's book as the replay has it at ``now``: the recorded snapshot plus every diff
+    sent since, with the ``lastUpdateId`` a Binance client bridges from (the venue's own rules).
+    This is the simulator's truth, written independently of the producers' book code."""
+    _, body = recording.snapshots[symbol]
+    snapshot = json.loads(body)
+    last_id = snapshot["lastUpdateId"]
+    sides = {
+        "bids": {p: q for p, q in snapshot["bids"]},
+        "asks": {p: q for p, q in snapshot["asks"]},
+    }
+    upcoming = None
+    for diff in recording.diffs.get(symbol, []):
+        if diff.last_id <= last_id:
+            continue
+        if diff.at > now:
+            upcoming = diff
+            break
+        for side, levels in (("bids", diff.bids), ("asks", diff.asks)):
+            for price, size in levels:
+                if float(size) == 0:
+                    sides[side].pop(price, None)
+                else:
+                    sides[side][price] = size
+        last_id = diff.last_id
+    if usdm and upcoming is not None:
+        # USD-M's first diff must satisfy U <= lastUpdateId <= u: state the next diff's U.
+        last_id = upcoming.first_id
+    bids = sorted(sides["bids"].items(), key=lambda kv: -float(kv[0]))
+    asks = sorted(sides["asks"].items(), key=lambda kv: float(kv[0]))
+    return json.dumps({"lastUpdateId": last_id, "bids": bids, "asks": asks})
 
 
 def _load(directory: Path) -> _Recording:
     ws = read_ws_log(directory / "ws.log")
     start = ws.frames[0].receive_ts if ws.frames else ws.opened_ts
     frames = []
+    diffs: dict[str, list[_Diff]] = {}
     for frame in ws.frames:
-        stream = json.loads(frame.text).get("stream", "")
-        frames.append(((frame.receive_ts - start) / 1e6, stream, frame.text))
+        message = json.loads(frame.text)
+        stream = message.get("stream", "")
+        at = (frame.receive_ts - start) / 1e6
+        frames.append((at, stream, frame.text))
+        data = message.get("data", {})
+        if data.get("e") == "depthUpdate":
+            diffs.setdefault(data["s"], []).append(_Diff(at, data["U"], data["u"], data["b"], data["a"]))
     snapshots = {}
     for response in read_http_log(directory / "http.log").responses:
         symbol = parse_qs(urlparse(response.url).query)["symbol"][0]
         snapshots[symbol] = ((response.receive_ts - start) / 1e6, response.body)
-    return _Recording(frames, snapshots)
+    return _Recording(frames, snapshots, diffs)
 
 
 @dataclass
@@ -112,11 +163,18 @@ class BinanceReplay:
         symbol = parse_qs(url.query).get("symbol", [""])[0].upper()
         if symbol not in self._data.snapshots:
             return _json(400, {"code": -1121, "msg": "Invalid symbol."})
-        at, body = self._data.snapshots[symbol]
+        at, _ = self._data.snapshots[symbol]
         if self._started is not None and self._elapsed() < at:
             await asyncio.sleep((at - self._elapsed()) / self.speed)
+        body = _book_at(self._data, symbol, self._elapsed(), usdm=url.path.startswith("/fapi/"))
         self.stats.snapshots_served += 1
         return Response(200, "OK", Headers({"Content-Type": "application/json"}), body.encode())
+
+    async def drop_connections(self) -> None:
+        """Cut every client connection abruptly, as a network failure would."""
+        assert self._server is not None
+        for connection in list(self._server.connections):
+            connection.transport.abort()
 
     # --- WebSocket -----------------------------------------------------------------------------
 

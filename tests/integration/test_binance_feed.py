@@ -129,3 +129,46 @@ def test_tickflow_produce_stops_cleanly_on_sigterm_with_everything_flushed(
     states = [e.state for e in mine if isinstance(e, ConnectorStatus)]
     assert states[0] is ConnectorState.CONNECTING and states[-1] is ConnectorState.STOPPED
     assert frames_sent > 0 and any(isinstance(e, Trade) for e in mine)
+
+
+def test_a_dropped_connection_is_marked_resynced_and_bridged_again(settings: Settings, codec: AvroCodec) -> None:
+    from tickflow.events import BookResetReason
+
+    async def scenario() -> BinanceReplay:
+        venue, symbols = SYMBOLS["binance-spot"]
+        async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED) as sim:
+            with EventProducer(settings.kafka, codec) as producer:
+                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url)
+                stop = asyncio.Event()
+                task = asyncio.create_task(feed.run(stop))
+                await asyncio.sleep(2.0)
+                await sim.drop_connections()  # the network fails mid-stream
+                await asyncio.sleep(31 / SPEED)
+                stop.set()
+                await asyncio.wait_for(task, 10)
+        return sim
+
+    started_us = time.time_ns() // 1000
+    sim = asyncio.run(scenario())
+    assert sim.stats.connections == 2 and sim.stats.snapshots_served == 8
+    with EventConsumer(settings.kafka, codec, [topics.BOOK, topics.STATUS], StartAt.beginning()) as consumer:
+        mine = [
+            m.event
+            for m in consumer.read_to_end()
+            if m.event.venue == "binance-spot"  # type: ignore[attr-defined]
+            and getattr(m.event, "receive_ts", getattr(m.event, "ts", 0)) >= started_us
+        ]
+    states = [e.state for e in mine if isinstance(e, ConnectorStatus)]
+    assert states.count(ConnectorState.CONNECTED) == 2
+    assert ConnectorState.DISCONNECTED in states and ConnectorState.RECONNECTING in states
+    book = [e for e in mine if not isinstance(e, ConnectorStatus)]
+    for symbol in ("NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"):
+        records = [r for r in book if r.venue_symbol == symbol]
+        resets = [r for r in records if isinstance(r, BookReset)]
+        assert [r.reason for r in resets] == [BookResetReason.RECONNECT], symbol  # marked, never silent
+        after = records[records.index(resets[0]) + 1 :]
+        assert isinstance(after[0], BookUpdate) and after[0].kind.value == "SNAPSHOT", symbol  # resynced
+        assert consumer_side_check(records, spot=True) == [], symbol  # and every delta bridges again
+    nkn = [r for r in book if r.venue_symbol == "NKNUSDT"]
+    after_reset = nkn[nkn.index(next(r for r in nkn if isinstance(r, BookReset))) :]
+    assert [r for r in after_reset if isinstance(r, BookUpdate) and r.kind.value == "DELTA"]  # live again
