@@ -111,6 +111,7 @@ class ReplayStats:
     frames_sent: int = 0
     snapshots_served: int = 0
     subscribe_requests: int = 0
+    rate_limited: int = 0
 
 
 @dataclass
@@ -121,12 +122,17 @@ class BinanceReplay:
     speed: float = 1.0
     host: str = "127.0.0.1"
     port: int = 0
+    #: Binance's REQUEST_WEIGHT limit and its window (a minute at Binance; shorter in tests).
+    weight_limit: int = 6000
+    weight_window: float = 60.0
     stats: ReplayStats = field(default_factory=ReplayStats)
 
     def __post_init__(self) -> None:
         self._data = _load(self.recording)
         self._started: float | None = None
         self._server: Server | None = None
+        self._window_start = time.monotonic()
+        self._weight_used = 0
 
     @property
     def ws_url(self) -> str:
@@ -163,12 +169,26 @@ class BinanceReplay:
         symbol = parse_qs(url.query).get("symbol", [""])[0].upper()
         if symbol not in self._data.snapshots:
             return _json(400, {"code": -1121, "msg": "Invalid symbol."})
+        limit = int(parse_qs(url.query).get("limit", ["100"])[0])
+        weight = _depth_weight(limit, usdm=url.path.startswith("/fapi/"))
+        now = time.monotonic()
+        if now - self._window_start >= self.weight_window:
+            self._window_start, self._weight_used = now, 0
+        if self._weight_used + weight > self.weight_limit:
+            self.stats.rate_limited += 1
+            retry_after = max(1, int(self._window_start + self.weight_window - now + 0.999))
+            response = _json(429, {"code": -1003, "msg": "Too many requests; current limit is exceeded."})
+            response.headers["Retry-After"] = str(retry_after)
+            response.headers["X-MBX-USED-WEIGHT-1M"] = str(self._weight_used)
+            return response
+        self._weight_used += weight
         at, _ = self._data.snapshots[symbol]
         if self._started is not None and self._elapsed() < at:
             await asyncio.sleep((at - self._elapsed()) / self.speed)
         body = _book_at(self._data, symbol, self._elapsed(), usdm=url.path.startswith("/fapi/"))
         self.stats.snapshots_served += 1
-        return Response(200, "OK", Headers({"Content-Type": "application/json"}), body.encode())
+        headers = Headers({"Content-Type": "application/json", "X-MBX-USED-WEIGHT-1M": str(self._weight_used)})
+        return Response(200, "OK", headers, body.encode())
 
     async def drop_connections(self) -> None:
         """Cut every client connection abruptly, as a network failure would."""
@@ -216,6 +236,13 @@ class BinanceReplay:
                 self.stats.frames_sent += 1
 
 
+def _depth_weight(limit: int, usdm: bool) -> int:
+    """Binance's documented weight of a depth request."""
+    if usdm:
+        return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
 def _json(status: int, body: dict) -> Response:
-    reason = {400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+    reason = {400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}.get(status, "Error")
     return Response(status, reason, Headers({"Content-Type": "application/json"}), json.dumps(body).encode())

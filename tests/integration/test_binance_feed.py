@@ -172,3 +172,33 @@ def test_a_dropped_connection_is_marked_resynced_and_bridged_again(settings: Set
     nkn = [r for r in book if r.venue_symbol == "NKNUSDT"]
     after_reset = nkn[nkn.index(next(r for r in nkn if isinstance(r, BookReset))) :]
     assert [r for r in after_reset if isinstance(r, BookUpdate) and r.kind.value == "DELTA"]  # live again
+
+
+@pytest.mark.parametrize("respect_limit", [True, False], ids=["own-limiter-keeps-under", "venue-says-stop"])
+def test_snapshots_queue_under_the_venues_weight_limit(
+    settings: Settings, codec: AvroCodec, respect_limit: bool
+) -> None:
+    """Four spot snapshots of weight 50 against a limit of 100 per 3 s: they queue, none is lost."""
+    from producers.book_sync import SyncState
+    from producers.rate_limit import WeightedRateLimiter
+
+    async def scenario() -> tuple[BinanceFeed, BinanceReplay]:
+        venue, symbols = SYMBOLS["binance-spot"]
+        async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED, weight_limit=100, weight_window=3.0) as sim:
+            limiter = WeightedRateLimiter(100, 3.0, headroom=1.0) if respect_limit else None  # None: Binance's 6000/min
+            with EventProducer(settings.kafka, codec) as producer:
+                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, limiter=limiter)
+                stop = asyncio.Event()
+                task = asyncio.create_task(feed.run(stop))
+                await asyncio.sleep(31 / SPEED + 1.5)
+                stop.set()
+                await asyncio.wait_for(task, 10)
+        return feed, sim
+
+    feed, sim = asyncio.run(scenario())
+    assert sim.stats.snapshots_served == 4
+    assert all(sync.state is SyncState.LIVE for sync in feed.syncs.values())
+    if respect_limit:
+        assert sim.stats.rate_limited == 0 and feed.limiter.waits >= 1  # we waited; the venue never had to say no
+    else:
+        assert sim.stats.rate_limited >= 1 and feed.counters.rate_limited >= 1 and feed.limiter.back_offs >= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -18,6 +19,7 @@ import httpx
 from producers.book_events import BookEvents
 from producers.book_sync import BookSync, NeedSnapshot, Output, SyncState
 from producers.connection import Backoff, WebSocketSession, now_us
+from producers.rate_limit import WeightedRateLimiter
 from producers.venues.binance.book_rules import SpotBridgeRule, UsdmBridgeRule
 from producers.venues.binance.parsing import BinanceParser, SymbolDiff
 from producers.venues.binance.symbols import normalize_symbol
@@ -41,16 +43,35 @@ log = logging.getLogger(__name__)
 _TOPIC_OF = {Trade: topics.TRADES, BestBidOffer: topics.BBO, Kline: topics.KLINES}
 
 
+def _spot_depth_weight(limit: int) -> int:
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def _usdm_depth_weight(limit: int) -> int:
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
 @dataclass(frozen=True)
 class BinanceVenue:
     name: str
     market: MarketType
     depth_path: str
     spot: bool
+    #: The IP's REQUEST_WEIGHT limit per minute, and the weight of a depth snapshot by its limit.
+    weight_per_minute: int
+    depth_weight: Callable[[int], int]
 
 
-BINANCE_SPOT = BinanceVenue("binance-spot", MarketType.SPOT, "/api/v3/depth", spot=True)
-BINANCE_USDM = BinanceVenue("binance-usdm", MarketType.PERPETUAL, "/fapi/v1/depth", spot=False)
+BINANCE_SPOT = BinanceVenue(
+    "binance-spot", MarketType.SPOT, "/api/v3/depth", spot=True, weight_per_minute=6000, depth_weight=_spot_depth_weight
+)
+BINANCE_USDM = BinanceVenue(
+    "binance-usdm", MarketType.PERPETUAL, "/fapi/v1/depth", spot=False, weight_per_minute=2400,
+    depth_weight=_usdm_depth_weight,
+)  # fmt: skip
+
+#: Binance's header with the weight this IP used in the current minute.
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 
 
 @dataclass
@@ -59,6 +80,7 @@ class FeedCounters:
     malformed_frames: int = 0
     events: int = 0
     snapshot_failures: int = 0
+    rate_limited: int = 0
     last_error: str | None = None
     by_type: dict[str, int] = field(default_factory=dict)
 
@@ -76,6 +98,7 @@ class BinanceFeed:
         snapshot_limit: int = 1000,
         backoff: Backoff | None = None,
         capture_raw: bool = False,
+        limiter: WeightedRateLimiter | None = None,
     ) -> None:
         self.venue = venue
         self.symbols = [s.upper() for s in symbols]
@@ -83,6 +106,7 @@ class BinanceFeed:
         self.rest_url = rest_url.rstrip("/")
         self.snapshot_limit = snapshot_limit
         self.counters = FeedCounters()
+        self.limiter = limiter or WeightedRateLimiter(venue.weight_per_minute)
         #: Also send every frame, unchanged, to the venue's raw topic (for re-parsing later).
         self.capture_raw = capture_raw
         self._raw_topic = topics.raw_topic(venue.name)
@@ -178,11 +202,19 @@ class BinanceFeed:
         try:
             while True:
                 attempt += 1
+                await self.limiter.acquire(self.venue.depth_weight(self.snapshot_limit))
                 try:
                     response = await self._http.get(
                         f"{self.rest_url}{self.venue.depth_path}",
                         params={"symbol": symbol, "limit": self.snapshot_limit},
                     )
+                    used = response.headers.get(USED_WEIGHT_HEADER)
+                    if used and used.isdigit():
+                        self.limiter.observe(int(used))
+                    if response.status_code in (418, 429):  # rate limited (418: banned for a while)
+                        retry_after = response.headers.get("Retry-After", "")
+                        self.limiter.back_off(float(retry_after) if retry_after.isdigit() else 60.0)
+                        self.counters.rate_limited += 1
                     response.raise_for_status()
                     snapshot = self.parser.snapshot(response.content, now_us())
                     break
@@ -190,7 +222,9 @@ class BinanceFeed:
                     self.counters.snapshot_failures += 1
                     self.counters.last_error = f"snapshot {symbol}: {exc}"
                     log.warning("snapshot of %s failed (attempt %d): %s", symbol, attempt, exc)
-                    await asyncio.sleep(Backoff().delay(attempt))
+                    limited = isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (418, 429)
+                    if not limited:  # a rate limit is waited out in the limiter, until Retry-After
+                        await asyncio.sleep(Backoff().delay(attempt))
         finally:
             self._pending_snapshots.discard(symbol)
         outputs = self.syncs[symbol].on_snapshot(snapshot)
