@@ -16,7 +16,7 @@ from tickflow.config import Settings, load_settings
 from tickflow.errors import TickflowError
 
 console = Console(stderr=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, greppable in logs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tickflow: crypto market data and orders on Kafka.")
 infra_app = typer.Typer(no_args_is_help=True, help="The local Kafka + schema registry stack.")
@@ -132,6 +132,26 @@ def simulate_cmd(
             await stop.wait()
 
     asyncio.run(serve())
+
+
+capture_app = typer.Typer(no_args_is_help=True, help="Capture files (the shared/recordings layout).")
+app.add_typer(capture_app, name="capture")
+
+
+@capture_app.command("check")
+def capture_check_cmd(
+    directory: Annotated[Path, typer.Argument(help="Folder with ws.log (and http.log).")],
+    venue: Annotated[str, typer.Option(help="Venue id, e.g. binance-spot.")],
+) -> None:
+    """Run a capture through the normalizer and book logic offline; a JSON summary is the last line."""
+    import json
+
+    from producers.capture_check import check_capture
+
+    summary = check_capture(venue, directory)
+    for symbol, book in summary["books"].items():
+        err.print(f"{symbol}: {book}")
+    print(json.dumps(summary, separators=(",", ":")))
 
 
 @app.command("up")

@@ -25,18 +25,28 @@ class VenueSpec:
     default_ws_url: str
     default_rest_url: str
     make_feed: Callable[..., Feed]
+    #: (parser, bridge rule) for offline work on captures (``tickflow capture check``).
+    make_offline: Callable[[], tuple[Any, Any]]
 
 
-def _binance(venue_attr: str) -> Callable[..., Feed]:
-    def make(symbols: list[str], producer: EventProducer, **options: Any) -> Feed:
+def _binance(venue_attr: str, ws_url: str, rest_url: str) -> VenueSpec:
+    def make_feed(symbols: list[str], producer: EventProducer, **options: Any) -> Feed:
         from producers.venues.binance import feed
 
         return feed.BinanceFeed(getattr(feed, venue_attr), symbols, producer, **options)
 
-    return make
+    def make_offline() -> tuple[Any, Any]:
+        from producers.venues.binance import feed
+        from producers.venues.binance.book_rules import SpotBridgeRule, UsdmBridgeRule
+        from producers.venues.binance.parsing import BinanceParser
+
+        venue = getattr(feed, venue_attr)
+        return BinanceParser(venue.name, venue.market), SpotBridgeRule() if venue.spot else UsdmBridgeRule()
+
+    return VenueSpec(ws_url, rest_url, make_feed, make_offline)
 
 
 VENUES: dict[str, VenueSpec] = {
-    "binance-spot": VenueSpec("wss://stream.binance.com:9443", "https://api.binance.com", _binance("BINANCE_SPOT")),
-    "binance-usdm": VenueSpec("wss://fstream.binance.com", "https://fapi.binance.com", _binance("BINANCE_USDM")),
+    "binance-spot": _binance("BINANCE_SPOT", "wss://stream.binance.com:9443", "https://api.binance.com"),
+    "binance-usdm": _binance("BINANCE_USDM", "wss://fstream.binance.com", "https://fapi.binance.com"),
 }

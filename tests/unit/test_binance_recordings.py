@@ -248,3 +248,36 @@ def test_a_gap_puts_a_reset_marker_on_the_book_topic() -> None:
     assert marker.missed_updates == marker.received_update_id - marker.expected_update_id > 0
     assert records[-1] is marker  # nothing for this book until a new snapshot
     assert consumer_side_check(records, spot=True) == []
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_capture_check_bridges_all_recorded_symbols(venue: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    tickflow = str(Path(sys.executable).parent / "tickflow")
+    result = subprocess.run(
+        [tickflow, "capture", "check", "--venue", venue, str(RECORDINGS / venue)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])  # the JSON summary is the last output
+    assert summary["books_bridged"] == 4 and len(summary["books"]) == 4
+    assert summary["gaps"] == summary["resyncs"] == summary["parse_errors"] == summary["malformed_lines"] == 0
+    assert summary["snapshots"] == 4 and summary["book_updates"] > 100
+    assert summary["messages"] == len(read_ws_log(RECORDINGS / venue / "ws.log").frames)
+    assert summary["trades"] == sum('@aggTrade"' in f.text for f in read_ws_log(RECORDINGS / venue / "ws.log").frames)
+    assert all(book["state"] == "live" and not book["crossed"] for book in summary["books"].values())
+
+
+def test_capture_check_of_a_folder_without_a_capture_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    tickflow = str(Path(sys.executable).parent / "tickflow")
+    result = subprocess.run(
+        [tickflow, "capture", "check", "--venue", "binance-spot", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and "has no ws.log" in result.stderr and "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from urllib.parse import parse_qs, urlparse
 
 import msgspec
 
@@ -135,6 +136,11 @@ class BinanceParser:
             return [self._normalize(decoder.decode(envelope.data), receive_ts)]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise MalformedFrame(f"{self.venue}: {exc}") from None
+
+    @staticmethod
+    def snapshot_symbol(url: str) -> str:
+        """The symbol a depth-snapshot URL asked for (``...?symbol=BTCUSDT&limit=1000``)."""
+        return parse_qs(urlparse(url).query)["symbol"][0].upper()
 
     def snapshot(self, body: str | bytes, receive_ts: int) -> DepthSnapshot:
         try:
