@@ -7,14 +7,12 @@ snapshot that follows it, on the same key, so it arrives first.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from producers.book_sync import BridgeRule, Level, NeedSnapshot, Output, PublishDiff, PublishSnapshot, Reset
 from tickflow.events import BookReset, BookUpdate, BookUpdateKind, Event, MarketType, PriceLevel
 
 
 def _levels(levels: list[Level]) -> list[PriceLevel]:
-    return [PriceLevel(Decimal(price), Decimal(size)) for price, size in levels]
+    return [PriceLevel(price, size) for price, size in levels]
 
 
 class BookEvents:

@@ -16,6 +16,7 @@ Nothing else is touched: other symbols and the socket carry on.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,11 +24,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Protocol
 
-from sortedcontainers import SortedDict
-
 from tickflow.events import BookResetReason
 
-Level = tuple[str, str]  # (price, size) as the venue sent them
+Level = tuple[Decimal, Decimal]  # (price, size), exact: decoded once from the venue's strings
 
 
 @dataclass(frozen=True)
@@ -74,35 +73,74 @@ class BridgeRule(Protocol):
         """The id this diff carries, comparable with ``expected``."""
 
 
-class OrderBook:
-    """Price levels of one book, sorted; prices and sizes exact."""
+class _Side:
+    """One side of a book: levels in a dict, the best price found through a heap.
 
-    def __init__(self) -> None:
-        self.bids: SortedDict = SortedDict()
-        self.asks: SortedDict = SortedDict()
+    Prices enter the heap once, when their level appears; a level that goes away leaves its
+    heap entry behind, dropped only when it reaches the top. So a diff costs a dict write per
+    level (plus a heap push for a new price) instead of a sorted insert, and finding the best
+    price stays cheap however deep the book is.
+    """
+
+    __slots__ = ("heap", "levels", "sign")
+
+    def __init__(self, sign: int) -> None:
+        self.levels: dict[Decimal, Decimal] = {}
+        self.heap: list[tuple[float, Decimal]] = []
+        self.sign = sign  # -1 for bids (best = highest), +1 for asks (best = lowest)
+
+    def apply(self, levels: Iterable[Level]) -> None:
+        book, heap, sign = self.levels, self.heap, self.sign
+        for price, size in levels:
+            if size:
+                if price not in book:
+                    heapq.heappush(heap, (sign * float(price), price))
+                book[price] = size
+            else:
+                book.pop(price, None)
+
+    def best(self) -> tuple[Decimal, Decimal] | None:
+        heap, book = self.heap, self.levels
+        while heap and heap[0][1] not in book:
+            heapq.heappop(heap)
+        if not heap:
+            return None
+        price = heap[0][1]
+        return price, book[price]
 
     def clear(self) -> None:
-        self.bids.clear()
-        self.asks.clear()
+        self.levels.clear()
+        self.heap.clear()
 
-    @staticmethod
-    def _apply(side: SortedDict, levels: Iterable[Level]) -> None:
-        for price, size in levels:
-            p, s = Decimal(price), Decimal(size)
-            if s == 0:
-                side.pop(p, None)
-            else:
-                side[p] = s
+
+class OrderBook:
+    """Price levels of one book; prices and sizes exact ``Decimal``s."""
+
+    def __init__(self) -> None:
+        self._bids = _Side(-1)
+        self._asks = _Side(+1)
+
+    @property
+    def bids(self) -> dict[Decimal, Decimal]:
+        return self._bids.levels
+
+    @property
+    def asks(self) -> dict[Decimal, Decimal]:
+        return self._asks.levels
+
+    def clear(self) -> None:
+        self._bids.clear()
+        self._asks.clear()
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        self._apply(self.bids, bids)
-        self._apply(self.asks, asks)
+        self._bids.apply(bids)
+        self._asks.apply(asks)
 
     def best_bid(self) -> tuple[Decimal, Decimal] | None:
-        return self.bids.peekitem(-1) if self.bids else None
+        return self._bids.best()
 
     def best_ask(self) -> tuple[Decimal, Decimal] | None:
-        return self.asks.peekitem(0) if self.asks else None
+        return self._asks.best()
 
     def crossed(self) -> bool:
         bid, ask = self.best_bid(), self.best_ask()

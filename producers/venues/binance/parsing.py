@@ -18,7 +18,8 @@ from producers.venues.binance.symbols import normalize_symbol
 from tickflow.errors import MalformedFrame
 from tickflow.events import BestBidOffer, Event, Kline, MarketType, Side, Trade
 
-Level = tuple[str, str]
+# msgspec decodes the venue's decimal strings straight into Decimals, in C.
+Level = tuple[Decimal, Decimal]
 
 
 class _Envelope(msgspec.Struct):
