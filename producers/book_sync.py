@@ -184,6 +184,7 @@ class SyncCounters:
     stale_dropped: int = 0
     resets: int = 0
     snapshots: int = 0
+    duplicates_dropped: int = 0
 
 
 class BookSync:
@@ -216,6 +217,9 @@ class BookSync:
                     keep=diff,
                 )
             return self._apply(diff)
+        if diff.last_id <= self._previous.last_id:  # a duplicate or replayed diff: already applied
+            self.counters.duplicates_dropped += 1
+            return []
         if not self.rule.continues(diff, self._previous):
             return self._reset(
                 BookResetReason.SEQUENCE_GAP,
@@ -250,6 +254,9 @@ class BookSync:
         self._snapshot_id = snapshot.last_id
         out: list[Output] = [PublishSnapshot(snapshot)]
         for i, diff in enumerate(pending):
+            if self._previous is not None and diff.last_id <= self._previous.last_id:
+                self.counters.duplicates_dropped += 1  # sent twice while we were buffering
+                continue
             if self._previous is not None and not self.rule.continues(diff, self._previous):
                 for later in pending[i:]:
                     self._buffer.append(later)

@@ -105,6 +105,16 @@ def _load(directory: Path) -> _Recording:
     return _Recording(frames, snapshots, diffs)
 
 
+@dataclass(frozen=True)
+class Faults:
+    """Faults to inject into the frames sent, each switchable: every n-th depth diff dropped
+    (a gap on the wire) or sent twice, every n-th frame replaced by a malformed one."""
+
+    drop_depth_every: int | None = None
+    duplicate_depth_every: int | None = None
+    malformed_every: int | None = None
+
+
 @dataclass
 class ReplayStats:
     connections: int = 0
@@ -112,6 +122,11 @@ class ReplayStats:
     snapshots_served: int = 0
     subscribe_requests: int = 0
     rate_limited: int = 0
+    dropped_depth: int = 0
+    #: (symbol, last update id) of every dropped diff.
+    dropped: list[tuple[str, int]] = field(default_factory=list)
+    duplicated_depth: int = 0
+    malformed_sent: int = 0
 
 
 @dataclass
@@ -125,6 +140,7 @@ class BinanceReplay:
     #: Binance's REQUEST_WEIGHT limit and its window (a minute at Binance; shorter in tests).
     weight_limit: int = 6000
     weight_window: float = 60.0
+    faults: Faults = field(default_factory=Faults)
     stats: ReplayStats = field(default_factory=ReplayStats)
 
     def __post_init__(self) -> None:
@@ -225,15 +241,36 @@ class BinanceReplay:
                 await sender
 
     async def _send_frames(self, connection: ServerConnection, streams: set[str], now: float) -> None:
+        faults, sent, depth = self.faults, 0, 0
         for at, stream, text in self._data.frames:
             if at < now:
                 continue
             delay = (at - self._elapsed()) / self.speed
             if delay > 0:
                 await asyncio.sleep(delay)
-            if stream in streams:
-                await connection.send(text)
-                self.stats.frames_sent += 1
+            if stream not in streams:
+                continue
+            sent += 1
+            if faults.malformed_every and sent % faults.malformed_every == 0:
+                await connection.send('{"stream": "' + stream + '", "data": {"e": "depthUpdate", "s": ')
+                self.stats.malformed_sent += 1
+            if "@depth" in stream:
+                depth += 1
+                if faults.drop_depth_every and depth % faults.drop_depth_every == 0:
+                    self.stats.dropped_depth += 1
+                    data = json.loads(text)["data"]
+                    self.stats.dropped.append((data["s"], data["u"]))
+                    continue  # lost on the wire: the book on the client side now has a gap
+                if faults.duplicate_depth_every and depth % faults.duplicate_depth_every == 0:
+                    await connection.send(text)
+                    self.stats.duplicated_depth += 1
+            await connection.send(text)
+            self.stats.frames_sent += 1
+
+    def true_book(self, symbol: str) -> dict[str, dict[str, str]]:
+        """The simulator's book of ``symbol`` now (price -> size per side), for tests to compare."""
+        book = json.loads(_book_at(self._data, symbol, self._elapsed(), usdm=False))
+        return {"bids": dict(book["bids"]), "asks": dict(book["asks"])}
 
 
 def _depth_weight(limit: int, usdm: bool) -> int:

@@ -202,3 +202,72 @@ def test_snapshots_queue_under_the_venues_weight_limit(
         assert sim.stats.rate_limited == 0 and feed.limiter.waits >= 1  # we waited; the venue never had to say no
     else:
         assert sim.stats.rate_limited >= 1 and feed.counters.rate_limited >= 1 and feed.limiter.back_offs >= 1
+
+
+def test_with_faults_injected_every_gap_is_marked_and_the_books_end_equal_to_the_venues(
+    settings: Settings, codec: AvroCodec
+) -> None:
+    """Dropped, duplicated and malformed frames on the wire; a consumer rebuilds every book from
+    the topic alone and it equals the simulator's true book at the end."""
+    from decimal import Decimal
+
+    from simulator.binance import Faults
+    from tickflow.events import BookResetReason
+
+    faults = Faults(drop_depth_every=15, duplicate_depth_every=7, malformed_every=20)
+
+    async def scenario() -> tuple[BinanceFeed, BinanceReplay, dict]:
+        venue, symbols = SYMBOLS["binance-spot"]
+        async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED, faults=faults) as sim:
+            with EventProducer(settings.kafka, codec) as producer:
+                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url)
+                stop = asyncio.Event()
+                task = asyncio.create_task(feed.run(stop))
+                await asyncio.sleep(31 / SPEED + 3)  # the replay, then time for the last resyncs
+                truth = {s: sim.true_book(s) for s in symbols}
+                stop.set()
+                await asyncio.wait_for(task, 10)
+        return feed, sim, truth
+
+    started_us = time.time_ns() // 1000
+    feed, sim, truth = asyncio.run(scenario())
+    assert sim.stats.dropped_depth >= 5 and sim.stats.duplicated_depth >= 5 and sim.stats.malformed_sent >= 5
+    assert feed.counters.malformed_frames == sim.stats.malformed_sent  # counted and skipped, never fatal
+    # Duplicates are dropped (while live, or while buffering), never mistaken for gaps; a few
+    # arrive before their book's snapshot and are dropped as stale instead.
+    duplicates = sum(s.counters.duplicates_dropped for s in feed.syncs.values())
+    assert sim.stats.duplicated_depth // 2 <= duplicates <= sim.stats.duplicated_depth
+    with EventConsumer(settings.kafka, codec, [topics.BOOK], StartAt.beginning()) as consumer:
+        book = [
+            m.event
+            for m in consumer.read_to_end()
+            if m.event.venue == "binance-spot" and m.event.receive_ts >= started_us  # type: ignore[attr-defined]
+        ]
+    markers = [r for r in book if isinstance(r, BookReset) and r.reason is BookResetReason.SEQUENCE_GAP]
+    assert markers, "dropped diffs must show up as gap markers"
+    assert len(markers) <= sim.stats.dropped_depth  # only lost diffs make gaps, not duplicates
+    last_dropped = {symbol: u for symbol, u in sim.stats.dropped}
+    compared = 0
+    for symbol, expected in truth.items():
+        records = [r for r in book if r.venue_symbol == symbol]
+        assert consumer_side_check(records, spot=True) == [], symbol
+        # Rebuild from the topic alone: the last snapshot, then every delta after it.
+        start = max(i for i, r in enumerate(records) if isinstance(r, BookUpdate) and r.kind.value == "SNAPSHOT")
+        assert not any(isinstance(r, BookReset) for r in records[start:]), f"{symbol} ended without a live book"
+        rebuilt: dict[str, dict[Decimal, Decimal]] = {"bids": {}, "asks": {}}
+        for record in records[start:]:
+            for side in ("bids", "asks"):
+                for level in getattr(record, side):
+                    if level.size:
+                        rebuilt[side][level.price] = level.size
+                    else:
+                        rebuilt[side].pop(level.price, None)
+        last_diff = max((r.last_update_id for r in records[start:]), default=None)
+        if last_dropped.get(symbol, -1) > (last_diff or -1):
+            continue  # its very last diff was lost and nothing followed to reveal the gap
+        for side in ("bids", "asks"):
+            want = {Decimal(p): Decimal(q) for p, q in expected[side].items()}
+            assert rebuilt[side] == want, f"{symbol} {side} differs from the venue's book"
+            assert len(want) > 10, f"{symbol} {side}: a real book is deep"
+        compared += 1
+    assert compared >= 3

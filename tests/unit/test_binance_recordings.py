@@ -281,3 +281,25 @@ def test_capture_check_of_a_folder_without_a_capture_is_a_clear_error(tmp_path: 
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 1 and "has no ws.log" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_duplicated_diff_is_dropped_not_taken_for_a_gap() -> None:
+    market, rule = VENUES["binance-usdm"]
+    parser = BinanceParser("binance-usdm", market)
+    sync = BookSync(rule)
+    ws = read_ws_log(RECORDINGS / "binance-usdm" / "ws.log")
+    diffs = [
+        p.diff
+        for f in ws.frames
+        for p in parser.parse(f.text, f.receive_ts)
+        if isinstance(p, SymbolDiff) and p.venue_symbol == "SUSHIUSDT"
+    ]
+    sync.on_diff(diffs[0])
+    sync.on_diff(diffs[0])  # sent twice while buffering
+    snapshot = f'{{"lastUpdateId": {diffs[0].first_id}, "bids": [], "asks": []}}'
+    sync.on_snapshot(parser.snapshot(snapshot, 1))
+    for diff in diffs[1:6]:
+        assert sync.on_diff(diff) == [PublishDiff(diff)]
+        assert sync.on_diff(diff) == []  # sent twice while live
+    assert sync.counters.duplicates_dropped == 6 and sync.counters.resets == 0
+    assert sync.state is SyncState.LIVE
