@@ -413,11 +413,6 @@ cdef bytes _write(bytes header, object record, Plan plan, tuple values):
     return PyBytes_FromStringAndSize(_shared.data, _shared.size)
 
 
-def write(bytes header, object record, Plan plan):
-    """``header`` followed by the Avro binary of ``record`` written with ``plan``."""
-    return _write(header, record, plan, None)
-
-
 cdef class Encoder:
     """Encodes one event type for one topic: ``encoder(event) -> bytes``, and
     ``encoder.keyed(event) -> (key, bytes)`` with the key built from the same field read."""

@@ -60,6 +60,21 @@ def replay(venue: str, drop: tuple[str, int] | None = None) -> dict:
     return {"syncs": syncs, "outputs": outputs, "events": events, "ws": ws, "http": http}
 
 
+def recorded_diffs(venue: str, symbol: str) -> list:
+    """One symbol's depth diffs from a recording, in order."""
+    parser = BinanceParser(venue, VENUES[venue][0])
+    return [
+        p.diff
+        for f in read_ws_log(RECORDINGS / venue / "ws.log").frames
+        for p in parser.parse(f.text, f.receive_ts)
+        if isinstance(p, SymbolDiff) and p.venue_symbol == symbol
+    ]
+
+
+def empty_snapshot(last_update_id: int) -> str:
+    return f'{{"lastUpdateId": {last_update_id}, "bids": [], "asks": []}}'
+
+
 @pytest.mark.parametrize("venue", VENUES)
 def test_every_recorded_frame_parses_into_exact_events(venue: str) -> None:
     result = replay(venue)
@@ -144,22 +159,15 @@ def test_a_snapshot_older_than_the_buffered_stream_is_refused() -> None:
     market, rule = VENUES["binance-spot"]
     parser = BinanceParser("binance-spot", market)
     sync = BookSync(rule)
-    ws = read_ws_log(RECORDINGS / "binance-spot" / "ws.log")
-    diffs = [
-        p.diff
-        for f in ws.frames
-        for p in parser.parse(f.text, f.receive_ts)
-        if isinstance(p, SymbolDiff) and p.venue_symbol == "NKNUSDT"
-    ]
+    diffs = recorded_diffs("binance-spot", "NKNUSDT")
     for diff in diffs[3:6]:
         sync.on_diff(diff)
-    empty = '{{"lastUpdateId": {}, "bids": [], "asks": []}}'
-    old = parser.snapshot(empty.format(diffs[0].first_id - 10), 1)
+    old = parser.snapshot(empty_snapshot(diffs[0].first_id - 10), 1)
     outs = sync.on_snapshot(old)
     assert isinstance(outs[0], Reset) and isinstance(outs[1], NeedSnapshot)
     assert sync.state is SyncState.AWAITING_SNAPSHOT
     # A fresh snapshot that the buffered diffs bridge brings the book live.
-    fresh = parser.snapshot(empty.format(diffs[3].last_id), 2)
+    fresh = parser.snapshot(empty_snapshot(diffs[3].last_id), 2)
     assert isinstance(sync.on_snapshot(fresh)[0], PublishSnapshot)
     assert sync.state is SyncState.LIVE
 
@@ -287,17 +295,10 @@ def test_a_duplicated_diff_is_dropped_not_taken_for_a_gap() -> None:
     market, rule = VENUES["binance-usdm"]
     parser = BinanceParser("binance-usdm", market)
     sync = BookSync(rule)
-    ws = read_ws_log(RECORDINGS / "binance-usdm" / "ws.log")
-    diffs = [
-        p.diff
-        for f in ws.frames
-        for p in parser.parse(f.text, f.receive_ts)
-        if isinstance(p, SymbolDiff) and p.venue_symbol == "SUSHIUSDT"
-    ]
+    diffs = recorded_diffs("binance-usdm", "SUSHIUSDT")
     sync.on_diff(diffs[0])
     sync.on_diff(diffs[0])  # sent twice while buffering
-    snapshot = f'{{"lastUpdateId": {diffs[0].first_id}, "bids": [], "asks": []}}'
-    sync.on_snapshot(parser.snapshot(snapshot, 1))
+    sync.on_snapshot(parser.snapshot(empty_snapshot(diffs[0].first_id), 1))
     for diff in diffs[1:6]:
         assert sync.on_diff(diff) == [PublishDiff(diff)]
         assert sync.on_diff(diff) == []  # sent twice while live

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
@@ -82,7 +82,6 @@ class FeedCounters:
     snapshot_failures: int = 0
     rate_limited: int = 0
     last_error: str | None = None
-    by_type: dict[str, int] = field(default_factory=dict)
 
 
 class BinanceFeed:
@@ -140,8 +139,6 @@ class BinanceFeed:
     def _send(self, topic: str, event: Event) -> None:
         self.producer.send(topic, event)
         self.counters.events += 1
-        name = type(event).__name__
-        self.counters.by_type[name] = self.counters.by_type.get(name, 0) + 1
 
     def _on_frame(self, frame: str | bytes, receive_ts: int) -> None:
         self.counters.frames += 1
@@ -179,9 +176,8 @@ class BinanceFeed:
         if state is ConnectorState.CONNECTED:
             # Diffs are buffered from now on; every book (re)starts from a fresh snapshot.
             detail = "first connection" if self._first_connect else "reconnected: data may have been missed"
-            reason_code = BookResetReason.RECONNECT
             for symbol, sync in self.syncs.items():
-                self._handle(symbol, sync.invalidate(reason_code, detail))
+                self._handle(symbol, sync.invalidate(BookResetReason.RECONNECT, detail))
             self._first_connect = False
 
     # --- snapshots -----------------------------------------------------------------------------

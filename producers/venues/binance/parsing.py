@@ -126,6 +126,7 @@ class BinanceParser:
     def __init__(self, venue: str, market: MarketType) -> None:
         self.venue = venue
         self.market = market
+        self._static: dict[str, dict] = {}
 
     def parse(self, frame: str | bytes, receive_ts: int) -> list[Event | SymbolDiff]:
         try:
@@ -151,14 +152,15 @@ class BinanceParser:
         return DepthSnapshot(snap.lastUpdateId, snap.bids, snap.asks, receive_ts)
 
     def _header(self, venue_symbol: str, exchange_ms: int | None, receive_ts: int) -> dict:
-        return {
-            "venue": self.venue,
-            "market": self.market,
-            "symbol": normalize_symbol(venue_symbol),
-            "venue_symbol": venue_symbol,
-            "exchange_ts": None if exchange_ms is None else exchange_ms * 1000,
-            "receive_ts": receive_ts,
-        }
+        static = self._static.get(venue_symbol)
+        if static is None:  # once per symbol: venue, market, normalized and venue symbol
+            static = self._static[venue_symbol] = {
+                "venue": self.venue,
+                "market": self.market,
+                "symbol": normalize_symbol(venue_symbol),
+                "venue_symbol": venue_symbol,
+            }
+        return {**static, "exchange_ts": None if exchange_ms is None else exchange_ms * 1000, "receive_ts": receive_ts}
 
     def _normalize(self, msg: msgspec.Struct, receive_ts: int) -> Event | SymbolDiff:
         if isinstance(msg, _Depth):
