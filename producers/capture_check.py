@@ -11,10 +11,32 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from producers.book_sync import BookSync, PublishDiff, PublishSnapshot, Reset, SyncState
+from producers.book_sync import SyncState
 from producers.recordings import read_http_log, read_ws_log
 from producers.venues import VENUES
 from tickflow.errors import ConfigError, MalformedFrame
+from tickflow.events import BookReset, BookUpdate, Event
+
+
+class _CountingSink:
+    """Counts what a producer would have published, by kind."""
+
+    def __init__(self) -> None:
+        self.events: Counter[str] = Counter()
+        self.resets: Counter[str] = Counter()
+        self.checksum_passes = 0
+        self.checksum_failures = 0
+
+    def send(self, topic: str, event: Event) -> None:
+        if isinstance(event, BookUpdate):
+            self.events["BookSnapshot" if event.kind.value == "SNAPSHOT" else "BookDelta"] += 1
+            if event.checksum is not None:
+                self.checksum_passes += 1  # a book that failed its checksum is reset, not published
+        elif isinstance(event, BookReset):
+            self.resets[event.reason.value] += 1
+            self.checksum_failures += event.reason.value == "CHECKSUM_MISMATCH"
+        else:
+            self.events[type(event).__name__] += 1
 
 
 def check_capture(venue: str, directory: Path) -> dict[str, Any]:
@@ -23,40 +45,29 @@ def check_capture(venue: str, directory: Path) -> dict[str, Any]:
         raise ConfigError(f"unknown venue {venue!r}; known: {sorted(VENUES)}")
     if not (directory / "ws.log").is_file():
         raise ConfigError(f"{directory} has no ws.log (expected the shared/recordings layout)")
-    parser, rule = spec.make_offline()
+    market_data = spec.market_data()
     ws = read_ws_log(directory / "ws.log")
     http = read_http_log(directory / "http.log") if (directory / "http.log").is_file() else None
+    symbols = market_data.capture_symbols(ws.url, [f.text for f in ws.frames])
+    sink = _CountingSink()
+    stream = market_data.make_stream(symbols, sink, lambda symbol: None, {})
     timeline: list[tuple[int, int, Any]] = [(f.receive_ts, 0, f.text) for f in ws.frames]
     timeline += [(r.receive_ts, 1, r) for r in (http.responses if http else [])]
     timeline.sort(key=lambda item: (item[0], item[1]))
 
-    syncs: dict[str, BookSync] = {}
-    events: Counter[str] = Counter()
     parse_errors = 0
-    resets: Counter[str] = Counter()
     for ts, kind, item in timeline:
-        try:
-            if kind == 1:
-                symbol = parser.snapshot_symbol(item.url)
-                outputs = syncs.setdefault(symbol, BookSync(rule)).on_snapshot(parser.snapshot(item.body, ts))
-            else:
-                outputs = []
-                for parsed in parser.parse(item, ts):
-                    if hasattr(parsed, "diff"):
-                        sync = syncs.setdefault(parsed.venue_symbol, BookSync(rule))
-                        outputs += sync.on_diff(parsed.diff)
-                    else:
-                        events[type(parsed).__name__] += 1
-        except MalformedFrame:
-            parse_errors += 1
+        if kind == 0:
+            if stream.on_frame(item.encode(), ts) is None:
+                parse_errors += 1
             continue
-        for out in outputs:
-            if isinstance(out, PublishSnapshot):
-                events["BookSnapshot"] += 1
-            elif isinstance(out, PublishDiff):
-                events["BookDelta"] += 1
-            elif isinstance(out, Reset):
-                resets[out.reason.value] += 1
+        symbol = market_data.snapshot_symbol(item.url)
+        if symbol in stream.syncs:
+            try:
+                stream.on_snapshot(symbol, item.body, ts)
+            except MalformedFrame:
+                parse_errors += 1
+    syncs = stream.syncs
     books = {
         symbol: {
             "state": sync.state.value,
@@ -68,6 +79,7 @@ def check_capture(venue: str, directory: Path) -> dict[str, Any]:
         }
         for symbol, sync in sorted(syncs.items())
     }
+    events = sink.events
     return {
         "venue": venue,
         "messages": len(ws.frames),
@@ -78,10 +90,10 @@ def check_capture(venue: str, directory: Path) -> dict[str, Any]:
         "trades": events["Trade"],
         "book_updates": events["BookDelta"],
         "snapshots": events["BookSnapshot"],
-        "checksum_passes": 0,  # Binance sends no book checksum
-        "checksum_failures": 0,
-        "gaps": resets.get("SEQUENCE_GAP", 0),
-        "resyncs": sum(resets.values()),
+        "checksum_passes": sink.checksum_passes,
+        "checksum_failures": sink.checksum_failures,
+        "gaps": sink.resets.get("SEQUENCE_GAP", 0),
+        "resyncs": sum(sink.resets.values()),
         "books_bridged": sum(1 for s in syncs.values() if s.state is SyncState.LIVE and s.counters.resets == 0),
         "books": books,
     }

@@ -13,10 +13,10 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from tickflow.events import ConnectorState
@@ -41,8 +41,11 @@ class Backoff:
         return base * (1 + random.uniform(-self.jitter, self.jitter))
 
 
-FrameHandler = Callable[[str | bytes, int], None]
+FrameHandler = Callable[[bytes, int], None]
 StateHandler = Callable[[ConnectorState, str | None, int], None]
+#: Runs beside the reader while a connection is open (subscriptions, watchdogs); returning a
+#: reason closes the connection for a reconnect.
+OpenHandler = Callable[[ClientConnection], Awaitable[str | None]]
 
 
 class WebSocketSession:
@@ -52,6 +55,7 @@ class WebSocketSession:
         on_frame: FrameHandler,
         on_state: StateHandler,
         *,
+        on_open: OpenHandler | None = None,
         backoff: Backoff | None = None,
         silence_timeout: float = 30.0,
         open_timeout: float = 10.0,
@@ -59,10 +63,13 @@ class WebSocketSession:
         self.url = url
         self.on_frame = on_frame
         self.on_state = on_state
+        self.on_open = on_open
         self.backoff = backoff or Backoff()
         self.silence_timeout = silence_timeout
         self.open_timeout = open_timeout
         self.connections = 0
+        self._frames = 0
+        self._last_frame = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect and read until ``stop`` is set, reconnecting after every failure."""
@@ -86,23 +93,51 @@ class WebSocketSession:
             async with connect(self.url, open_timeout=self.open_timeout, max_size=2**24) as ws:
                 self.connections += 1
                 self.on_state(ConnectorState.CONNECTED, None, 0)
-                stopper = asyncio.ensure_future(stop.wait())
+                # The reader awaits frames and nothing else (the hot path); the watchers below
+                # end the connection, and record why, when something else happens.
+                ended: list[str | None] = []
+                watchers = [asyncio.ensure_future(self._until_stopped(ws, stop, ended)),
+                            asyncio.ensure_future(self._until_silent(ws, ended))]  # fmt: skip
+                if self.on_open is not None:
+                    watchers.append(asyncio.ensure_future(self._run_on_open(ws, ended)))
                 try:
+                    self._last_frame = time.monotonic()
+                    on_frame, recv = self.on_frame, ws.recv
                     while True:
-                        receive = asyncio.ensure_future(ws.recv())
-                        done, _ = await asyncio.wait(
-                            {receive, stopper}, timeout=self.silence_timeout, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        if stopper in done:
-                            receive.cancel()
-                            return None
-                        if not done:
-                            receive.cancel()
-                            return f"no data for {self.silence_timeout:.0f}s"
-                        self.on_frame(receive.result(), now_us())
+                        frame = await recv(decode=False)  # bytes: the parsers take them as they are
+                        self._frames += 1
+                        on_frame(frame, now_us())
+                except ConnectionClosed as exc:
+                    if ended:
+                        return ended[0]
+                    return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
                 finally:
-                    stopper.cancel()
-        except ConnectionClosed as exc:
-            return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+                    for watcher in watchers:
+                        watcher.cancel()
+                    await asyncio.gather(*watchers, return_exceptions=True)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             return f"{type(exc).__name__}: {exc}"
+
+    async def _until_stopped(self, ws: ClientConnection, stop: asyncio.Event, ended: list[str | None]) -> None:
+        await stop.wait()
+        ended.append(None)
+        await ws.close()
+
+    async def _until_silent(self, ws: ClientConnection, ended: list[str | None]) -> None:
+        """A half-open TCP connection sends nothing and raises nothing: time it out."""
+        last_count = -1
+        while True:
+            await asyncio.sleep(min(1.0, self.silence_timeout / 4))
+            if self._frames != last_count:
+                last_count, self._last_frame = self._frames, time.monotonic()
+            elif time.monotonic() - self._last_frame >= self.silence_timeout:
+                ended.append(f"no data for {self.silence_timeout:.0f}s")
+                ws.transport.abort()
+                return
+
+    async def _run_on_open(self, ws: ClientConnection, ended: list[str | None]) -> None:
+        assert self.on_open is not None
+        reason = await self.on_open(ws)
+        if reason is not None:
+            ended.append(reason)
+            ws.transport.abort()

@@ -87,3 +87,37 @@ def read_http_log(path: Path) -> HttpCapture:
     if capture.malformed_lines:
         log.warning("%s: skipped %d malformed lines", path, len(capture.malformed_lines))
     return capture
+
+
+def _seconds(micros: int) -> str:
+    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+class CaptureWriter:
+    """Writes one connection's traffic in the layout ``read_ws_log``/``read_http_log`` read
+    (``ws.log``, ``http.log`` in one folder), so our captures and the real recordings go through
+    one importer and ``tickflow capture check``.
+
+    Lines are buffered by the file object and written as they come; a frame with a line break
+    in it (never valid JSON from a venue, but a malformed frame may have one) is kept on one line
+    with the break escaped, so the file stays one record per line.
+    """
+
+    def __init__(self, directory: Path, url: str, opened_us: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._ws = (directory / "ws.log").open("w", encoding="utf-8")
+        self._ws.write(f"{url} <-> {_seconds(opened_us)}\n")
+        self._http = (directory / "http.log").open("a", encoding="utf-8")
+
+    def frame(self, receive_us: int, text: str) -> None:
+        if "\n" in text:
+            text = text.replace("\n", "\\n")
+        self._ws.write(f"{_seconds(receive_us)}: {text}\n")
+
+    def response(self, url: str, receive_us: int, body: str) -> None:
+        self._http.write(f"{url} -> {_seconds(receive_us)}: {body.replace(chr(10), ' ')}\n")
+
+    def close(self) -> None:
+        self._ws.close()
+        self._http.close()

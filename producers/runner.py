@@ -7,7 +7,10 @@ Config (YAML)::
         symbols: [BTCUSDT, ETHUSDT]
         ws_url: ws://127.0.0.1:18765     # optional: the simulator instead of the venue
         rest_url: http://127.0.0.1:18765
-        capture_raw: true
+        capture_raw: true                # every frame also to tickflow.raw.<venue>
+        capture_dir: captures/           # and to capture files (ws.log/http.log per connection)
+        watchdog: {depth: 60}            # seconds of silence per channel before resubscribing
+        symbols_per_connection: 100
 
 Kafka and the registry come from the usual settings (``TICKFLOW_*``). SIGTERM or SIGINT stops
 the feeds, flushes every record to Kafka and exits 0; records that could not be delivered make
@@ -40,6 +43,14 @@ class FeedConfig(BaseModel):
     ws_url: str | None = None
     rest_url: str | None = None
     capture_raw: bool = False
+    #: Write the traffic as capture files under this folder (``shared/recordings`` layout).
+    capture_dir: Path | None = None
+    #: Watchdog timeouts per channel, in seconds (null: not watched), over the venue's defaults.
+    watchdog: dict[str, float | None] = Field(default_factory=dict)
+    symbols_per_connection: int | None = Field(default=None, ge=1)
+    silence_timeout: float = Field(default=30.0, gt=0)
+    #: Load the venue's instrument metadata first (symbols checked against it, rules published).
+    load_instruments: bool = True
 
 
 class ProduceConfig(BaseModel):
@@ -74,6 +85,11 @@ async def produce(settings: Settings, config: ProduceConfig, stop: asyncio.Event
                 ws_url=feed.ws_url or spec.default_ws_url,
                 rest_url=feed.rest_url or spec.default_rest_url,
                 capture_raw=feed.capture_raw,
+                capture_dir=feed.capture_dir / feed.venue if feed.capture_dir else None,
+                watchdog=feed.watchdog,
+                symbols_per_connection=feed.symbols_per_connection,
+                silence_timeout=feed.silence_timeout,
+                load_instruments=feed.load_instruments,
             )
         )
 

@@ -1,5 +1,7 @@
 """The venues tickflow connects to, each in its own folder, all behind one interface.
 
+A venue's folder provides a ``Venue`` (``producers/feed.py``): its WebSocket protocol, its
+stream handler (frames -> events, book rules), its REST requests and instrument metadata.
 Adding a venue means adding its folder and one line in ``VENUES``; nothing else switches on
 venue names.
 """
@@ -8,15 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from tickflow.producer import EventProducer
-
-
-class Feed(Protocol):
-    """A running market-data feed of one venue."""
-
-    async def run(self, stop: Any) -> None: ...
+from producers.feed import FeedOptions, Venue, VenueFeed
+from producers.stream import EventSink
 
 
 @dataclass(frozen=True)
@@ -24,29 +21,31 @@ class VenueSpec:
     #: Public endpoints, used unless the config names others (the simulator, a proxy).
     default_ws_url: str
     default_rest_url: str
-    make_feed: Callable[..., Feed]
-    #: (parser, bridge rule) for offline work on captures (``tickflow capture check``).
-    make_offline: Callable[[], tuple[Any, Any]]
+    #: Builds the venue's ``Venue`` (imported lazily: a process loads only the venues it runs).
+    market_data: Callable[..., Venue]
+
+    def make_feed(self, symbols: list[str], sink: EventSink, **options: Any) -> VenueFeed:
+        venue = self.market_data(**options.pop("venue_options", {}))
+        return VenueFeed(venue, [venue.venue_symbol(s) for s in symbols], sink, FeedOptions(**options))
 
 
-def _binance(venue_attr: str, ws_url: str, rest_url: str) -> VenueSpec:
-    def make_feed(symbols: list[str], producer: EventProducer, **options: Any) -> Feed:
+def _binance(attr: str) -> Callable[..., Venue]:
+    def market_data(**options: Any) -> Venue:
         from producers.venues.binance import feed
 
-        return feed.BinanceFeed(getattr(feed, venue_attr), symbols, producer, **options)
+        return feed.BinanceMarketData(getattr(feed, attr), **options)
 
-    def make_offline() -> tuple[Any, Any]:
-        from producers.venues.binance import feed
-        from producers.venues.binance.book_rules import SpotBridgeRule, UsdmBridgeRule
-        from producers.venues.binance.parsing import BinanceParser
+    return market_data
 
-        venue = getattr(feed, venue_attr)
-        return BinanceParser(venue.name, venue.market), SpotBridgeRule() if venue.spot else UsdmBridgeRule()
 
-    return VenueSpec(ws_url, rest_url, make_feed, make_offline)
+def _coinbase(**options: Any) -> Venue:
+    from producers.venues.coinbase.feed import CoinbaseMarketData
+
+    return CoinbaseMarketData(**options)
 
 
 VENUES: dict[str, VenueSpec] = {
-    "binance-spot": _binance("BINANCE_SPOT", "wss://stream.binance.com:9443", "https://api.binance.com"),
-    "binance-usdm": _binance("BINANCE_USDM", "wss://fstream.binance.com", "https://fapi.binance.com"),
+    "binance-spot": VenueSpec("wss://stream.binance.com:9443", "https://api.binance.com", _binance("BINANCE_SPOT")),
+    "binance-usdm": VenueSpec("wss://fstream.binance.com", "https://fapi.binance.com", _binance("BINANCE_USDM")),
+    "coinbase": VenueSpec("wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com", _coinbase),
 }

@@ -35,7 +35,7 @@ async def run_feed(venue_id: str, settings: Settings, codec: AvroCodec) -> tuple
     venue, symbols = SYMBOLS[venue_id]
     async with BinanceReplay(RECORDINGS / venue_id, speed=SPEED) as sim:
         with EventProducer(settings.kafka, codec) as producer:
-            feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, capture_raw=True)
+            feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False, capture_raw=True)
             stop = asyncio.Event()
             task = asyncio.create_task(feed.run(stop))
             await asyncio.sleep(31 / SPEED + 1.5)  # the 30 s recording, replayed faster
@@ -81,8 +81,14 @@ def test_feed_replays_real_traffic_into_kafka_with_books_that_bridge(
     assert len({r.venue_symbol for r in book}) == 4
 
     # Raw capture: every frame, unchanged, in order (one connection: one key, one partition).
+    # The replies to our subscribe requests come first: streams are subscribed by request.
     raw = [e.payload for e in mine(topics.raw_topic(venue_id))]
-    assert raw == [line.split(": ", 1)[1] for line in lines]
+    replies = [json.loads(p) for p in raw if '"result"' in p]
+    assert replies == [{"result": None, "id": 1}]
+    recorded_frames = [line.split(": ", 1)[1] for line in lines]
+    frames = [p for p in raw if '"result"' not in p]
+    # Frames the replay sent before our SUBSCRIBE reached it are lost to us, as at the venue.
+    assert len(frames) >= len(recorded_frames) - 3 and frames == recorded_frames[-len(frames) :]
 
     states = [e.state for e in mine(topics.STATUS) if isinstance(e, ConnectorStatus)]
     assert states[:2] == [ConnectorState.CONNECTING, ConnectorState.CONNECTED]
@@ -99,7 +105,7 @@ def test_tickflow_produce_stops_cleanly_on_sigterm_with_everything_flushed(
             feeds = tmp_path / "feeds.yaml"
             feeds.write_text(
                 f"feeds:\n  - venue: binance-usdm\n    symbols: [SUSHIUSDT, CTKUSDT]\n"
-                f"    ws_url: {sim.ws_url}\n    rest_url: {sim.rest_url}\n"
+                f"    ws_url: {sim.ws_url}\n    rest_url: {sim.rest_url}\n    load_instruments: false\n"
             )
             env = {
                 **os.environ,
@@ -138,7 +144,7 @@ def test_a_dropped_connection_is_marked_resynced_and_bridged_again(settings: Set
         venue, symbols = SYMBOLS["binance-spot"]
         async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED) as sim:
             with EventProducer(settings.kafka, codec) as producer:
-                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url)
+                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False)
                 stop = asyncio.Event()
                 task = asyncio.create_task(feed.run(stop))
                 await asyncio.sleep(2.0)
@@ -187,7 +193,7 @@ def test_snapshots_queue_under_the_venues_weight_limit(
         async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED, weight_limit=100, weight_window=3.0) as sim:
             limiter = WeightedRateLimiter(100, 3.0, headroom=1.0) if respect_limit else None  # None: Binance's 6000/min
             with EventProducer(settings.kafka, codec) as producer:
-                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, limiter=limiter)
+                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False, limiter=limiter)
                 stop = asyncio.Event()
                 task = asyncio.create_task(feed.run(stop))
                 await asyncio.sleep(31 / SPEED + 1.5)
@@ -220,7 +226,7 @@ def test_with_faults_injected_every_gap_is_marked_and_the_books_end_equal_to_the
         venue, symbols = SYMBOLS["binance-spot"]
         async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED, faults=faults) as sim:
             with EventProducer(settings.kafka, codec) as producer:
-                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url)
+                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False)
                 stop = asyncio.Event()
                 task = asyncio.create_task(feed.run(stop))
                 await asyncio.sleep(31 / SPEED + 3)  # the replay, then time for the last resyncs

@@ -49,7 +49,7 @@ def replay(venue: str, drop: tuple[str, int] | None = None) -> dict:
             symbol = item.url.split("symbol=")[1].split("&")[0]
             outputs[symbol] += syncs[symbol].on_snapshot(parser.snapshot(item.body, ts))
             continue
-        for parsed in parser.parse(item, ts):
+        for parsed in parser.parse(item, ts)[1]:
             if isinstance(parsed, SymbolDiff):
                 seen[parsed.venue_symbol] += 1
                 if drop == (parsed.venue_symbol, seen[parsed.venue_symbol]):
@@ -66,7 +66,7 @@ def recorded_diffs(venue: str, symbol: str) -> list:
     return [
         p.diff
         for f in read_ws_log(RECORDINGS / venue / "ws.log").frames
-        for p in parser.parse(f.text, f.receive_ts)
+        for p in parser.parse(f.text, f.receive_ts)[1]
         if isinstance(p, SymbolDiff) and p.venue_symbol == symbol
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tickflow.events.base import Event, MarketEvent, PriceLevel
-from tickflow.events.enums import BookResetReason, BookUpdateKind, ConnectorState, Side
+from tickflow.events.enums import BookResetReason, BookUpdateKind, ConnectorState, MarketType, Side
 
 
 class Trade(MarketEvent, kw_only=True):
@@ -85,3 +85,24 @@ class RawFrame(Event, kw_only=True):
     connection_id: str
     receive_ts: int
     payload: str
+
+
+class Instrument(Event, kw_only=True):
+    """An instrument's trading rules as the venue publishes them."""
+
+    avro_name = "tickflow.Instrument"
+    key_fields = ("venue", "symbol")
+    venue: str
+    market: MarketType
+    symbol: str
+    venue_symbol: str
+    base: str
+    quote: str
+    status: str
+    trading: bool
+    tick_size: Decimal
+    lot_size: Decimal
+    min_size: Decimal | None = None
+    max_size: Decimal | None = None
+    min_notional: Decimal | None = None
+    ts: int

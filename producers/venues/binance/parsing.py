@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import msgspec
 
 from producers.book_sync import DepthDiff, DepthSnapshot
+from producers.stream import Control
 from producers.venues.binance.symbols import normalize_symbol
 from tickflow.errors import MalformedFrame
 from tickflow.events import BestBidOffer, Event, Kline, MarketType, Side, Trade
@@ -23,8 +24,12 @@ Level = tuple[Decimal, Decimal]
 
 
 class _Envelope(msgspec.Struct):
-    stream: str
-    data: msgspec.Raw
+    # Market data: ``{"stream": ..., "data": ...}``; a reply to a request: ``{"result": null,
+    # "id": 7}`` or ``{"error": {"code": 2, "msg": ...}, "id": 7}``.
+    stream: str | None = None
+    data: msgspec.Raw = msgspec.Raw()  # empty when absent (msgspec has no optional Raw)
+    id: int | None = None
+    error: msgspec.Raw = msgspec.Raw()
 
 
 class _Depth(msgspec.Struct):
@@ -123,19 +128,25 @@ def _channel(stream: str) -> str:
 class BinanceParser:
     """Parses the frames of one Binance venue (spot or USD-M)."""
 
-    def __init__(self, venue: str, market: MarketType) -> None:
+    def __init__(self, venue: str, market: MarketType, symbol_names: dict[str, str] | None = None) -> None:
         self.venue = venue
         self.market = market
+        #: Venue symbol -> normalized symbol, from the venue's instrument metadata where loaded.
+        self.symbol_names = symbol_names or {}
         self._static: dict[str, dict] = {}
 
-    def parse(self, frame: str | bytes, receive_ts: int) -> list[Event | SymbolDiff]:
+    def parse(self, frame: str | bytes, receive_ts: int) -> tuple[str, list[Event | SymbolDiff]] | Control:
+        """A data frame -> (its stream name, its events); a reply to a request -> ``Control``."""
         try:
             envelope = _envelope.decode(frame)
-            channel = _channel(envelope.stream)
-            decoder = _decoders.get(channel)
+            if envelope.stream is None or not envelope.data:
+                if envelope.id is None:
+                    raise MalformedFrame(f"{self.venue}: neither market data nor a reply: {frame[:200]!r}")
+                return Control(envelope.id, bytes(envelope.error).decode() if envelope.error else None)
+            decoder = _decoders.get(_channel(envelope.stream))
             if decoder is None:
                 raise MalformedFrame(f"unknown stream {envelope.stream!r}")
-            return [self._normalize(decoder.decode(envelope.data), receive_ts)]
+            return envelope.stream, [self._normalize(decoder.decode(envelope.data), receive_ts)]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise MalformedFrame(f"{self.venue}: {exc}") from None
 
@@ -157,7 +168,7 @@ class BinanceParser:
             static = self._static[venue_symbol] = {
                 "venue": self.venue,
                 "market": self.market,
-                "symbol": normalize_symbol(venue_symbol),
+                "symbol": self.symbol_names.get(venue_symbol) or normalize_symbol(venue_symbol),
                 "venue_symbol": venue_symbol,
             }
         return {**static, "exchange_ts": None if exchange_ms is None else exchange_ms * 1000, "receive_ts": receive_ts}
