@@ -35,7 +35,15 @@ async def run_feed(venue_id: str, settings: Settings, codec: AvroCodec) -> tuple
     venue, symbols = SYMBOLS[venue_id]
     async with BinanceReplay(RECORDINGS / venue_id, speed=SPEED) as sim:
         with EventProducer(settings.kafka, codec) as producer:
-            feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False, capture_raw=True)
+            feed = BinanceFeed(
+                venue,
+                symbols,
+                producer,
+                ws_url=sim.ws_url,
+                rest_url=sim.rest_url,
+                load_instruments=False,
+                capture_raw=True,
+            )
             stop = asyncio.Event()
             task = asyncio.create_task(feed.run(stop))
             await asyncio.sleep(31 / SPEED + 1.5)  # the 30 s recording, replayed faster
@@ -144,7 +152,9 @@ def test_a_dropped_connection_is_marked_resynced_and_bridged_again(settings: Set
         venue, symbols = SYMBOLS["binance-spot"]
         async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED) as sim:
             with EventProducer(settings.kafka, codec) as producer:
-                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False)
+                feed = BinanceFeed(
+                    venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False
+                )
                 stop = asyncio.Event()
                 task = asyncio.create_task(feed.run(stop))
                 await asyncio.sleep(2.0)
@@ -193,7 +203,15 @@ def test_snapshots_queue_under_the_venues_weight_limit(
         async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED, weight_limit=100, weight_window=3.0) as sim:
             limiter = WeightedRateLimiter(100, 3.0, headroom=1.0) if respect_limit else None  # None: Binance's 6000/min
             with EventProducer(settings.kafka, codec) as producer:
-                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False, limiter=limiter)
+                feed = BinanceFeed(
+                    venue,
+                    symbols,
+                    producer,
+                    ws_url=sim.ws_url,
+                    rest_url=sim.rest_url,
+                    load_instruments=False,
+                    limiter=limiter,
+                )
                 stop = asyncio.Event()
                 task = asyncio.create_task(feed.run(stop))
                 await asyncio.sleep(31 / SPEED + 1.5)
@@ -226,7 +244,9 @@ def test_with_faults_injected_every_gap_is_marked_and_the_books_end_equal_to_the
         venue, symbols = SYMBOLS["binance-spot"]
         async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED, faults=faults) as sim:
             with EventProducer(settings.kafka, codec) as producer:
-                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False)
+                feed = BinanceFeed(
+                    venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False
+                )
                 stop = asyncio.Event()
                 task = asyncio.create_task(feed.run(stop))
                 await asyncio.sleep(31 / SPEED + 3)  # the replay, then time for the last resyncs
