@@ -266,7 +266,7 @@ class FeedConnection:
         names = {s: i.symbol for s, i in feed.instruments.items()}
         self.stream = venue.make_stream(symbols, feed.sink, self._request_snapshot, names)
         self.subscriptions = SubscriptionManager(
-            self.protocol, [k for s in symbols for k in self.protocol.keys(s)],
+            self.protocol, self.protocol.connection_keys() + [k for s in symbols for k in self.protocol.keys(s)],
             on_active=self._on_active, on_refused=self._on_refused,
         )  # fmt: skip
         timeouts = {**venue.watchdog_timeouts, **options.watchdog}
@@ -279,6 +279,7 @@ class FeedConnection:
         self.pending_snapshots: set[str] = set()
         self.stale_snapshots: dict[str, int] = {}
         self._deferred: set[str] = set()  # books waiting for their channel to be subscribed
+        self._resync_keys: list[str] = []  # book channels to subscribe again (in-stream snapshots)
         self._first_connect = True
         self._wake = asyncio.Event()
         self._raw_topic = topics.raw_topic(venue.name)
@@ -309,6 +310,7 @@ class FeedConnection:
             self.subscriptions.start()
             self.watchdog.reset()
             self._deferred.clear()
+            self._resync_keys.clear()
             self._open_capture()
             detail = "first connection" if self._first_connect else "reconnected: data may have been missed"
             self.stream.invalidate(BookResetReason.RECONNECT, detail, now_us())
@@ -322,6 +324,9 @@ class FeedConnection:
         pause = 1.0 / self.protocol.limits.requests_per_second
         announced = False
         while True:
+            if self._resync_keys:  # books to resync by subscribing again, in as few requests as fit
+                keys, self._resync_keys = list(dict.fromkeys(self._resync_keys)), []
+                self.subscriptions.resubscribe(keys)
             message = self.subscriptions.next_message()
             if message is not None:
                 await ws.send(message)
@@ -364,14 +369,19 @@ class FeedConnection:
 
     def _request_snapshot(self, symbol: str) -> None:
         key = self.protocol.book_key(symbol)
-        if key is None or self.subscriptions.states.get(key) is not SubState.ACTIVE:
-            self._deferred.add(symbol)  # subscribe first, buffer, then take the snapshot
+        if key is None:
             return
+        subscribed = self.subscriptions.states.get(key) is SubState.ACTIVE
         if not self.rest_snapshots:
-            self.subscriptions.resubscribe([key])  # the venue sends a new snapshot in the stream
-            self._wake.set()
+            # The venue sends a snapshot whenever the book's channel is subscribed: if it is
+            # being subscribed now, one is on its way; else subscribe it again (batched).
+            if subscribed:
+                self._resync_keys.append(key)
+                self._wake.set()
             return
-        if symbol not in self.pending_snapshots:
+        if not subscribed:
+            self._deferred.add(symbol)  # subscribe first, buffer, then take the snapshot
+        elif symbol not in self.pending_snapshots:
             self.pending_snapshots.add(symbol)
             self.feed.fetch_snapshot(self, symbol)
 

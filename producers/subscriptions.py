@@ -51,10 +51,16 @@ class WsProtocol(Protocol):
 
     def channel_of(self, key: str) -> str: ...
 
-    def subscribe(self, keys: list[str], request_id: int) -> list[str]:
-        """The messages that request ``keys``; each is answered by one reply."""
+    def connection_keys(self) -> list[str]:
+        """Subscriptions of the connection itself, not of a symbol (Coinbase's heartbeats)."""
 
-    def unsubscribe(self, keys: list[str], request_id: int) -> list[str]: ...
+    def group(self, keys: list[str]) -> list[list[str]]:
+        """Split keys into those that may share one request (Coinbase: one channel each)."""
+
+    def subscribe(self, keys: list[str], request_id: int) -> str:
+        """The message that requests ``keys``."""
+
+    def unsubscribe(self, keys: list[str], request_id: int) -> str: ...
 
 
 class SubState(Enum):
@@ -99,7 +105,6 @@ class SubscriptionManager:
         self._clock = clock
         self._next_id = 1
         self._outbox: deque[_Request] = deque()
-        self._messages: deque[str] = deque()
         self._in_flight: dict[int, _Request] = {}
         self._in_order: deque[_Request] = deque()  # for venues whose replies carry no id
 
@@ -108,7 +113,6 @@ class SubscriptionManager:
     def start(self) -> None:
         """A new connection: nothing is subscribed yet; request everything again."""
         self._outbox.clear()
-        self._messages.clear()
         self._in_flight.clear()
         self._in_order.clear()
         for key in self.keys:
@@ -129,33 +133,32 @@ class SubscriptionManager:
 
     def _queue(self, keys: list[str], *, subscribe: bool) -> None:
         size = self.protocol.limits.max_per_request
-        for i in range(0, len(keys), size):
-            self._outbox.append(_Request(0, subscribe, keys[i : i + size]))
+        for group in self.protocol.group(keys):
+            for i in range(0, len(group), size):
+                self._outbox.append(_Request(0, subscribe, group[i : i + size]))
 
     def next_message(self) -> str | None:
-        """The next message to send, or None; the caller paces them (``limits``)."""
-        if not self._messages and self._outbox:
-            request = self._outbox.popleft()
-            request.request_id, self._next_id = self._next_id, self._next_id + 1
-            request.sent_at = self._clock()
-            build = self.protocol.subscribe if request.subscribe else self.protocol.unsubscribe
-            messages = build(request.keys, request.request_id)
-            for _ in messages:  # every message gets its own reply
-                if self.protocol.echoes_ids:
-                    self._in_flight[request.request_id] = request
-                else:
-                    self._in_order.append(request)
-            self._messages.extend(messages)
-            self.counters.requests_sent += len(messages)
-        return self._messages.popleft() if self._messages else None
+        """The next request to send, or None; the caller paces them (``limits``)."""
+        if not self._outbox:
+            return None
+        request = self._outbox.popleft()
+        request.request_id, self._next_id = self._next_id, self._next_id + 1
+        request.sent_at = self._clock()
+        build = self.protocol.subscribe if request.subscribe else self.protocol.unsubscribe
+        if self.protocol.echoes_ids:
+            self._in_flight[request.request_id] = request
+        elif request.subscribe:  # without ids, only subscriptions are tracked (by content)
+            self._in_order.append(request)
+        self.counters.requests_sent += 1
+        return build(request.keys, request.request_id)
 
     # --- what came back ------------------------------------------------------------------------
 
     def on_control(self, control: Control) -> None:
-        if self.protocol.echoes_ids:
-            request = self._in_flight.pop(control.request_id, None) if control.request_id is not None else None
-        else:
-            request = self._in_order.popleft() if self._in_order else None
+        if not self.protocol.echoes_ids:
+            self._on_unnumbered(control)
+            return
+        request = self._in_flight.pop(control.request_id, None) if control.request_id is not None else None
         if request is None:
             return  # a reply to a request of an earlier connection, or unsolicited
         if not request.subscribe:
@@ -173,6 +176,26 @@ class SubscriptionManager:
             self.states[key] = SubState.ACTIVE
         if accepted:
             self.on_active(accepted)
+
+    def _on_unnumbered(self, control: Control) -> None:
+        """Replies without ids (Coinbase): the venue's list of active subscriptions marks what
+        it took, from any request waiting; an error refuses the oldest request still waiting.
+        (The venue may answer a refused request with both an error and a list: the list then
+        activates nothing, and refuses nothing either.)"""
+        if control.active is not None:
+            accepted = []
+            for request in self._in_order:
+                taken = [k for k in request.keys if k in control.active]
+                if taken:
+                    request.keys = [k for k in request.keys if k not in control.active]
+                    accepted += taken
+            self._in_order = deque(r for r in self._in_order if r.keys)
+            for key in accepted:
+                self.states[key] = SubState.ACTIVE
+            if accepted:
+                self.on_active(accepted)
+        if control.error is not None and self._in_order:
+            self._refuse(self._in_order.popleft().keys, control.error)
 
     def expire(self) -> None:
         """Requests left without a reply for ``reply_timeout`` count as refused."""

@@ -31,7 +31,9 @@ SYMBOLS = {
 SPEED = 6.0
 
 
-async def run_feed(venue_id: str, settings: Settings, codec: AvroCodec) -> tuple[BinanceFeed, BinanceReplay]:
+async def run_feed(
+    venue_id: str, settings: Settings, codec: AvroCodec, capture_dir: Path | None = None
+) -> tuple[BinanceFeed, BinanceReplay]:
     venue, symbols = SYMBOLS[venue_id]
     async with BinanceReplay(RECORDINGS / venue_id, speed=SPEED) as sim:
         with EventProducer(settings.kafka, codec) as producer:
@@ -43,6 +45,7 @@ async def run_feed(venue_id: str, settings: Settings, codec: AvroCodec) -> tuple
                 rest_url=sim.rest_url,
                 load_instruments=False,
                 capture_raw=True,
+                capture_dir=capture_dir,
             )
             stop = asyncio.Event()
             task = asyncio.create_task(feed.run(stop))
@@ -54,10 +57,10 @@ async def run_feed(venue_id: str, settings: Settings, codec: AvroCodec) -> tuple
 
 @pytest.mark.parametrize("venue_id", list(SYMBOLS))
 def test_feed_replays_real_traffic_into_kafka_with_books_that_bridge(
-    venue_id: str, settings: Settings, codec: AvroCodec
+    venue_id: str, settings: Settings, codec: AvroCodec, tmp_path: Path
 ) -> None:
     started_us = time.time_ns() // 1000
-    feed, sim = asyncio.run(run_feed(venue_id, settings, codec))
+    feed, sim = asyncio.run(run_feed(venue_id, settings, codec, capture_dir=tmp_path))
     assert feed.counters.malformed_frames == 0 and feed.counters.snapshot_failures == 0
     assert sim.stats.snapshots_served == 4 and sim.stats.connections == 1
 
@@ -97,6 +100,17 @@ def test_feed_replays_real_traffic_into_kafka_with_books_that_bridge(
     frames = [p for p in raw if '"result"' not in p]
     # Frames the replay sent before our SUBSCRIBE reached it are lost to us, as at the venue.
     assert len(frames) >= len(recorded_frames) - 3 and frames == recorded_frames[-len(frames) :]
+
+    # Capture files: the same traffic in the recordings' layout, which the offline check reads
+    # with the live code: it finds what went to Kafka, and every book bridged.
+    from producers.capture_check import check_capture
+
+    (folder,) = tmp_path.iterdir()
+    summary = check_capture(venue_id, folder)
+    assert summary["messages"] == len(raw) and summary["parse_errors"] == 0 and summary["malformed_lines"] == 0
+    assert summary["trades"] == len(trades) and summary["snapshots"] == 4 and summary["books_bridged"] == 4
+    assert summary["book_updates"] == sum(1 for r in book if isinstance(r, BookUpdate) and r.kind.value == "DELTA")
+    assert summary["gaps"] == 0 and summary["resyncs"] == 0
 
     states = [e.state for e in mine(topics.STATUS) if isinstance(e, ConnectorStatus)]
     assert states[:2] == [ConnectorState.CONNECTING, ConnectorState.CONNECTED]

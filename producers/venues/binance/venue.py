@@ -80,8 +80,16 @@ class BinanceProtocol:
     def channel_of(key: str) -> str:
         return key.partition("@")[2]
 
-    def subscribe(self, keys: list[str], request_id: int) -> list[str]:
-        return [msgspec.json.encode({"method": "SUBSCRIBE", "params": keys, "id": request_id}).decode()]
+    @staticmethod
+    def connection_keys() -> list[str]:
+        return []
 
-    def unsubscribe(self, keys: list[str], request_id: int) -> list[str]:
-        return [msgspec.json.encode({"method": "UNSUBSCRIBE", "params": keys, "id": request_id}).decode()]
+    @staticmethod
+    def group(keys: list[str]) -> list[list[str]]:
+        return [keys]  # one request may mix streams of every kind
+
+    def subscribe(self, keys: list[str], request_id: int) -> str:
+        return msgspec.json.encode({"method": "SUBSCRIBE", "params": keys, "id": request_id}).decode()
+
+    def unsubscribe(self, keys: list[str], request_id: int) -> str:
+        return msgspec.json.encode({"method": "UNSUBSCRIBE", "params": keys, "id": request_id}).decode()
