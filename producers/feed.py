@@ -30,9 +30,9 @@ from websockets.asyncio.client import ClientConnection
 
 from producers.book_sync import BookSync
 from producers.connection import Backoff, WebSocketSession, now_us
-from producers.rate_limit import WeightedRateLimiter
+from producers.rate_limit import RequestPacer, WeightedRateLimiter
 from producers.recordings import CaptureWriter
-from producers.rest import RestClient, shared_limiter
+from producers.rest import RestClient, shared_limiter, shared_pacer
 from producers.stream import Control, EventSink, StreamCounters
 from producers.subscriptions import SubscriptionManager, SubState, WsProtocol
 from producers.watchdog import TrafficWatchdog
@@ -321,7 +321,13 @@ class FeedConnection:
     async def _while_open(self, ws: ClientConnection) -> str | None:
         """Beside the reader: send subscription requests at the venue's pace, expire requests
         left unanswered, and run the watchdog. Returns a reason to reconnect."""
-        pause = 1.0 / self.protocol.limits.requests_per_second
+        limits = self.protocol.limits
+        pacer = RequestPacer(limits.requests_per_second)
+        per_ip = (
+            shared_pacer(self.feed.venue.name, limits.requests_per_second_per_ip)
+            if limits.requests_per_second_per_ip
+            else None
+        )
         announced = False
         while True:
             if self._resync_keys:  # books to resync by subscribing again, in as few requests as fit
@@ -329,8 +335,10 @@ class FeedConnection:
                 self.subscriptions.resubscribe(keys)
             message = self.subscriptions.next_message()
             if message is not None:
+                await pacer.wait()
+                if per_ip is not None:
+                    await per_ip.wait()
                 await ws.send(message)
-                await asyncio.sleep(pause)
                 continue
             self.subscriptions.expire()
             if not announced and self.subscriptions.all_active:

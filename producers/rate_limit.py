@@ -76,3 +76,24 @@ class WeightedRateLimiter:
     def used(self) -> int:
         self._roll()
         return self._used
+
+
+class RequestPacer:
+    """Spaces requests at least ``1 / per_second`` apart, in the order they ask.
+
+    Venues cap the messages a client sends: Binance per connection (5 a second on spot; more
+    and the connection is closed), Coinbase per IP. Each caller reserves the next free slot
+    before it waits, so concurrent callers queue instead of bursting.
+    """
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = 1.0 / per_second
+        self._clock = clock
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        now = self._clock()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)

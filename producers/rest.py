@@ -18,7 +18,7 @@ from typing import TypeVar
 import httpx
 
 from producers.connection import Backoff, now_us
-from producers.rate_limit import WeightedRateLimiter
+from producers.rate_limit import RequestPacer, WeightedRateLimiter
 from tickflow.errors import MalformedFrame
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,19 @@ class RestClient:
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, WeightedRateLimiter]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def shared_pacer(venue: str, per_second: float) -> RequestPacer:
+    """One subscribe-request pacer per venue in a process (per event loop), for venues that
+    count messages per IP."""
+    per_venue = _pacers.setdefault(asyncio.get_running_loop(), {})
+    pacer = per_venue.get(venue)
+    if pacer is None:
+        pacer = per_venue[venue] = RequestPacer(per_second)
+    return pacer
+
+
+_pacers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RequestPacer]] = weakref.WeakKeyDictionary()
 
 
 def shared_limiter(venue: str, capacity: int, window_seconds: float = 60.0) -> WeightedRateLimiter:

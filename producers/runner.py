@@ -5,6 +5,7 @@ Config (YAML)::
     feeds:
       - venue: binance-spot
         symbols: [BTCUSDT, ETHUSDT]
+        channels: [depth@100ms, aggTrade, bookTicker, kline_1m]   # the default
         ws_url: ws://127.0.0.1:18765     # optional: the simulator instead of the venue
         rest_url: http://127.0.0.1:18765
         capture_raw: true                # every frame also to tickflow.raw.<venue>
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 class FeedConfig(BaseModel):
     venue: str
     symbols: list[str] = Field(min_length=1)
+    #: The venue's channels, in its own words (Binance: ``depth@100ms``, ``aggTrade``, ...;
+    #: Coinbase: ``level2``, ``market_trades``, ...); default: book, trades, best bid/offer, klines.
+    channels: list[str] | None = Field(default=None, min_length=1)
     ws_url: str | None = None
     rest_url: str | None = None
     capture_raw: bool = False
@@ -90,6 +94,7 @@ async def produce(settings: Settings, config: ProduceConfig, stop: asyncio.Event
                 symbols_per_connection=feed.symbols_per_connection,
                 silence_timeout=feed.silence_timeout,
                 load_instruments=feed.load_instruments,
+                venue_options={"channels": feed.channels} if feed.channels else {},
             )
         )
 

@@ -30,6 +30,8 @@ class ConnectionLimits:
     max_per_request: int
     #: Requests we send per second on one connection (below the venue's incoming-message limit).
     requests_per_second: float
+    #: Requests per second over all connections to the venue, where it counts per IP.
+    requests_per_second_per_ip: float | None = None
 
 
 class WsProtocol(Protocol):

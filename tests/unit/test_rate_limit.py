@@ -84,3 +84,21 @@ def test_retry_after_blocks_every_request_until_then() -> None:
 def test_a_request_that_can_never_fit_is_refused() -> None:
     with pytest.raises(ValueError, match="can never fit"):
         asyncio.run(limiter(FakeClock(), capacity=10).acquire(50))
+
+
+def test_request_pacer_spaces_concurrent_requests_in_order() -> None:
+    from producers.rate_limit import RequestPacer
+
+    async def scenario() -> list[float]:
+        pacer, loop, sent = RequestPacer(20.0), asyncio.get_running_loop(), []
+
+        async def request() -> None:
+            await pacer.wait()
+            sent.append(loop.time())
+
+        await asyncio.gather(*(request() for _ in range(5)))
+        return sent
+
+    sent = asyncio.run(scenario())
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert len(sent) == 5 and all(g >= 0.045 for g in gaps), gaps  # 20 a second: 50 ms apart

@@ -38,11 +38,13 @@ class BinanceMarketData:
 
     used_weight_header = USED_WEIGHT_HEADER
 
-    def __init__(self, venue: BinanceVenue, streams: tuple[str, ...] = DEFAULT_STREAMS, snapshot_limit: int = 1000):
+    def __init__(
+        self, venue: BinanceVenue, channels: tuple[str, ...] | list[str] = DEFAULT_STREAMS, snapshot_limit: int = 1000
+    ) -> None:
         self.config = venue
         self.name = venue.name
         self.market = venue.market
-        self.protocol = BinanceProtocol(venue, streams)
+        self.protocol = BinanceProtocol(venue, tuple(channels))
         self.weight_per_minute = venue.weight_per_minute
         self.watchdog_timeouts = dict(WATCHDOG_TIMEOUTS)
         self.snapshot_limit = snapshot_limit
@@ -96,13 +98,13 @@ def BinanceFeed(
     *,
     ws_url: str,
     rest_url: str,
-    streams: tuple[str, ...] = DEFAULT_STREAMS,
+    channels: tuple[str, ...] = DEFAULT_STREAMS,
     snapshot_limit: int = 1000,
     **options: Any,
 ) -> VenueFeed:
     """A feed of Binance ``symbols`` (venue names, e.g. ``BTCUSDT``) into ``sink``."""
     return VenueFeed(
-        BinanceMarketData(venue, streams, snapshot_limit),
+        BinanceMarketData(venue, channels, snapshot_limit),
         [BinanceMarketData.venue_symbol(s) for s in symbols],
         sink,
         FeedOptions(ws_url=ws_url, rest_url=rest_url, **options),

@@ -34,8 +34,8 @@ class CoinbaseMarketData:
     #: Public REST endpoints allow 10 requests per second per IP.
     weight_per_minute = 600
 
-    def __init__(self, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> None:
-        self.protocol = CoinbaseProtocol(channels)
+    def __init__(self, channels: tuple[str, ...] | list[str] = DEFAULT_CHANNELS) -> None:
+        self.protocol = CoinbaseProtocol(tuple(channels))
         self.watchdog_timeouts = dict(WATCHDOG_TIMEOUTS)
 
     @staticmethod

@@ -21,7 +21,9 @@ HEARTBEATS = "heartbeats"
 #: Coinbase counts unauthenticated messages per second per IP (8 at the time of writing); we
 #: stay under it. Products per connection are ours to choose: level2 snapshots of many products
 #: arrive at once on a fresh connection, so books are spread over several.
-LIMITS = ConnectionLimits(max_subscriptions=120, max_per_request=100, requests_per_second=4.0)
+LIMITS = ConnectionLimits(
+    max_subscriptions=120, max_per_request=100, requests_per_second=4.0, requests_per_second_per_ip=6.0
+)
 
 
 class CoinbaseProtocol:
