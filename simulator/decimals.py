@@ -8,6 +8,7 @@ precision (``"7.6110"``, ``"813"``), Coinbase sends plain decimals without trail
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 
@@ -32,6 +33,40 @@ class Grid:
             return digits
         digits = digits.rjust(places + 1, "0")
         return f"{digits[:-places]}.{digits[-places:]}"
+
+    def formatter(self, decimals: int | None = None, cache: bool = False, plain: bool = False) -> Callable[[int], str]:
+        """A fast ``fixed`` (or ``plain``) for one number of decimals; ``cache`` remembers every text made
+        (for prices, which repeat near the top of a book; not for sizes, which rarely do)."""
+        places = self.decimals if decimals is None else decimals
+        assert places >= self.decimals
+        scale = self.mantissa * 10 ** (places - self.decimals)
+        width = places + 1
+
+        def fixed(units: int) -> str:
+            digits = str(units * scale)
+            if not places:
+                return digits
+            if len(digits) < width:
+                digits = digits.rjust(width, "0")
+            return f"{digits[:-places]}.{digits[-places:]}"
+
+        make = fixed
+        if plain and places:
+
+            def make(units: int) -> str:
+                return fixed(units).rstrip("0").rstrip(".")
+
+        if not cache:
+            return make
+        texts: dict[int, str] = {}
+
+        def cached(units: int) -> str:
+            text = texts.get(units)
+            if text is None:
+                text = texts[units] = make(units)
+            return text
+
+        return cached
 
     def plain(self, units: int) -> str:
         """``units`` increments as the shortest exact text (``"68926.3"``, ``"0"``, ``"12"``)."""

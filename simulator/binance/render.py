@@ -41,8 +41,8 @@ class BinanceRenderer:
         self.candles = [CandleSeries(KLINE_MS, i.open_ticks, synthetic.start_ms) for i in self.instruments]
         self._kline_pushed = [0] * len(self.instruments)
         digits = None if market.usdm else 8
-        self._price = [(lambda t, g=i.price: g.fixed(t, digits)) for i in self.instruments]
-        self._size = [(lambda n, g=i.size: g.fixed(n, digits)) for i in self.instruments]
+        self._price = [i.price.formatter(digits, cache=True) for i in self.instruments]
+        self._size = [i.size.formatter(digits) for i in self.instruments]
 
     def last_id(self, symbol: int) -> int:
         return self.last_ids[symbol]
