@@ -14,6 +14,7 @@ import json
 import logging
 from urllib.parse import parse_qs, urlparse
 
+from websockets import http11
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -21,6 +22,10 @@ from websockets.http11 import Request, Response
 from simulator.faults import Faults, SimStats
 
 log = logging.getLogger(__name__)
+
+#: Combined-stream URLs with hundreds of streams are longer than the library's 8 KiB line limit;
+#: the venues take them (1024 streams of ~25 characters).
+http11.MAX_LINE_LENGTH = max(http11.MAX_LINE_LENGTH, 64 * 1024)
 
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 418: "I'm a teapot", 429: "Too Many Requests"}
 
