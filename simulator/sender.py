@@ -33,6 +33,7 @@ class Sender:
         stats: SimStats,
         stall_keys: frozenset[str] = frozenset(),
         sequence: Callable[[], int] | None = None,
+        subscribed: Callable[[], bool] = lambda: True,
     ) -> None:
         self.connection = connection
         self.id = connection_id
@@ -42,10 +43,10 @@ class Sender:
         self.faults = MessageFaults(faults, stats, connection_id, stall_keys) if faults.message_faults() else None
         #: The connection's last sequence number (Coinbase), for fault records.
         self.sequence = sequence
+        #: Whether the connection has subscribed to anything yet. At full speed an unsubscribed
+        #: connection waits where it is: otherwise it would race through the whole run for nothing.
+        self.subscribed = subscribed
         self.position = feed.join(connection_id)
-        #: Set when the connection must catch up and stop (e.g. to send a snapshot in between).
-        self.paused = asyncio.Event()
-        self.paused.set()
 
     def take(self, end: int | None = None) -> list[str]:
         """The frames of every due item from this connection's position (up to ``end``)."""
@@ -78,7 +79,9 @@ class Sender:
     async def run(self) -> None:
         try:
             while is_open(self.connection):
-                await self.paused.wait()
+                if getattr(self.feed, "full_speed", False) and not self.subscribed():
+                    await asyncio.sleep(0.01)
+                    continue
                 if not await self.feed.wait(self.position):
                     await self.connection.wait_closed()  # the feed has ended: stay open, idle
                     return

@@ -133,7 +133,8 @@ class BinanceServer(VenueServer):
             return [item.frame if n == item.name else f'{{"stream":"{n}","data":{item.payload()}}}' for n in names]
 
         stall_keys = frozenset(k for k in (self.market.key(n, self._symbols) for n in self.faults.stall_streams) if k)
-        sender = Sender(connection, connection_id, self.source.feed, render, self.faults, self.stats, stall_keys)
+        sender = Sender(connection, connection_id, self.source.feed, render, self.faults, self.stats, stall_keys,
+                        subscribed=lambda: bool(subscriptions.names))  # fmt: skip
         task = asyncio.create_task(sender.run())
         rate = RequestRate(self.market.messages_per_second)
         try:

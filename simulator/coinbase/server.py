@@ -112,7 +112,7 @@ class CoinbaseSynthetic(VenueServer):
 
         stall_keys = frozenset(self.faults.stall_streams)
         sender = Sender(connection, connection_id, self.feed, render, self.faults, self.stats, stall_keys,
-                        sequence=lambda: state.sequence)  # fmt: skip
+                        sequence=lambda: state.sequence, subscribed=lambda: bool(state.keys))  # fmt: skip
         tasks = [asyncio.create_task(sender.run()), asyncio.create_task(self._heartbeats(connection, state))]
         try:
             first = await asyncio.wait_for(connection.recv(), self.subscribe_timeout)
@@ -172,7 +172,9 @@ class CoinbaseSynthetic(VenueServer):
         if refused or channel in self.faults.refuse:
             self.stats.refused.extend(refused or [channel])
             return await self._error(connection, f"Failed to subscribe to {channel}: {refused or channel}")
-        out = sender.take(end=self.feed.due())  # catch up first: a snapshot is of the book right here
+        # Paced: catch up to the head first, as a snapshot is of the book right there. Full speed:
+        # the connection's own position is its "now".
+        out = sender.take(end=sender.position if self.feed.full_speed else self.feed.due())
         if request["type"] == "subscribe":
             out += self._subscribe(state, channel, products, sender.position)
         else:
@@ -214,7 +216,7 @@ class CoinbaseSynthetic(VenueServer):
         return out
 
     def _subscriptions(self, state: Connection) -> str:
-        timestamp = self.renderer.clock(int(time.time() * 1000))
+        timestamp = self.renderer.clock(self.synthetic.start_ms + int(self.synthetic.clock * 1000))
         return state.message(head("subscriptions", timestamp), tail([{"subscriptions": state.subscribed}]))
 
     def _status(self) -> dict:

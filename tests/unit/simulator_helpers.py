@@ -20,6 +20,18 @@ async def collect(ws: ClientConnection, idle: float = 0.5, limit: int | None = N
     return frames
 
 
+async def collect_for(ws: ClientConnection, seconds: float) -> list[str]:
+    """Every frame for ``seconds`` (for connections that never go quiet, e.g. with heartbeats)."""
+    frames: list[str] = []
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            frames.append(await asyncio.wait_for(ws.recv(), left))  # type: ignore[arg-type]
+        except TimeoutError:
+            break
+    return frames
+
+
 def apply(book: dict[str, dict[str, str]], side: str, levels: list[list[str]]) -> None:
     for price, size in levels:
         if Decimal(size) == 0:

@@ -16,6 +16,7 @@ from simulator.binance import BinanceSynthetic
 from tests.unit.simulator_helpers import binance_book, collect, data
 
 START = 1_700_000_000_000
+pytestmark = pytest.mark.timeout(60)
 STREAMS = ("depth@100ms", "aggTrade", "trade", "bookTicker", "kline_1m")
 
 

@@ -9,6 +9,7 @@ import json
 import time
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -16,6 +17,7 @@ from simulator.binance import BinanceSynthetic, Faults
 from tests.unit.simulator_helpers import collect, data
 
 START = 1_700_000_000_000
+pytestmark = pytest.mark.timeout(60)
 
 
 def depth_frames(faults: Faults, frames: int = 8000) -> tuple[list[str], BinanceSynthetic]:
