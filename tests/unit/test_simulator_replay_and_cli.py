@@ -32,7 +32,9 @@ def test_replay_sends_the_recorded_frames_byte_for_byte_and_its_books_bridge() -
         async with BinanceReplay(directory, speed=20) as sim, httpx.AsyncClient() as http:
             async with connect(f"{sim.ws_url}/stream?{query}") as ws:
                 frames = await collect(ws, limit=30)
-                snapshot = (await http.get(f"{sim.rest_url}/fapi/v1/depth", params={"symbol": "SUSHIUSDT"})).json()
+                snapshot = (
+                    await http.get(f"{sim.rest_url}/fapi/v1/depth", params={"symbol": "SUSHIUSDT", "limit": 1000})
+                ).json()
                 frames += await collect(ws, idle=1.0)
             info = (await http.get(f"{sim.rest_url}/fapi/v1/exchangeInfo")).json()
             return frames, snapshot, sim.true_book("SUSHIUSDT"), info
