@@ -21,7 +21,7 @@ class WeightedRateLimiter:
         window_seconds: float = 60.0,
         *,
         headroom: float = 0.9,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         #: Weight we allow ourselves per window: a margin below the venue's limit, since other
@@ -30,7 +30,9 @@ class WeightedRateLimiter:
         self.window = window_seconds
         self._clock = clock
         self._sleep = sleep
-        self._window_start = clock()
+        # Windows aligned to the wall clock, as the venue's are (Binance counts per clock minute).
+        now = clock()
+        self._window_start = now - now % window_seconds
         self._used = 0
         self._blocked_until = 0.0
         self._lock = asyncio.Lock()

@@ -28,18 +28,22 @@ class WeightWindow:
         self.window = window
         self.ban_seconds = ban_seconds
         self.grace = grace
-        self.start = time.monotonic()
+        self.start = self._window_start(time.time())
         self.used = 0
         self.retry_until = 0.0
         self.banned_until = 0.0
         self._ignored = 0
 
+    def _window_start(self, now: float) -> float:
+        """Windows are aligned to the clock, as Binance's minutes are (a client can know them)."""
+        return now - now % self.window
+
     def charge(self, weight: int) -> Verdict:
-        now = time.monotonic()
+        now = time.time()
         if now < self.banned_until:
             return Verdict(418, math.ceil(self.banned_until - now), self.used)
         if now - self.start >= self.window:
-            self.start, self.used = now, 0
+            self.start, self.used = self._window_start(now), 0
         if now < self.retry_until:
             self._ignored += 1
             if self._ignored > self.grace:

@@ -43,7 +43,6 @@ async def run_feed(
                 producer,
                 ws_url=sim.ws_url,
                 rest_url=sim.rest_url,
-                load_instruments=False,
                 capture_raw=True,
                 capture_dir=capture_dir,
             )
@@ -127,7 +126,7 @@ def test_tickflow_produce_stops_cleanly_on_sigterm_with_everything_flushed(
             feeds = tmp_path / "feeds.yaml"
             feeds.write_text(
                 f"feeds:\n  - venue: binance-usdm\n    symbols: [SUSHIUSDT, CTKUSDT]\n"
-                f"    ws_url: {sim.ws_url}\n    rest_url: {sim.rest_url}\n    load_instruments: false\n"
+                f"    ws_url: {sim.ws_url}\n    rest_url: {sim.rest_url}\n"
             )
             env = {
                 **os.environ,
@@ -166,9 +165,7 @@ def test_a_dropped_connection_is_marked_resynced_and_bridged_again(settings: Set
         venue, symbols = SYMBOLS["binance-spot"]
         async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED) as sim:
             with EventProducer(settings.kafka, codec) as producer:
-                feed = BinanceFeed(
-                    venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False
-                )
+                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url)
                 stop = asyncio.Event()
                 task = asyncio.create_task(feed.run(stop))
                 await asyncio.sleep(2.0)
@@ -223,7 +220,6 @@ def test_snapshots_queue_under_the_venues_weight_limit(
                     producer,
                     ws_url=sim.ws_url,
                     rest_url=sim.rest_url,
-                    load_instruments=False,
                     limiter=limiter,
                 )
                 stop = asyncio.Event()
@@ -258,9 +254,7 @@ def test_with_faults_injected_every_gap_is_marked_and_the_books_end_equal_to_the
         venue, symbols = SYMBOLS["binance-spot"]
         async with BinanceReplay(RECORDINGS / "binance-spot", speed=SPEED, faults=faults) as sim:
             with EventProducer(settings.kafka, codec) as producer:
-                feed = BinanceFeed(
-                    venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url, load_instruments=False
-                )
+                feed = BinanceFeed(venue, symbols, producer, ws_url=sim.ws_url, rest_url=sim.rest_url)
                 stop = asyncio.Event()
                 task = asyncio.create_task(feed.run(stop))
                 await asyncio.sleep(31 / SPEED + 3)  # the replay, then time for the last resyncs
