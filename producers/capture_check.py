@@ -58,8 +58,7 @@ def check_capture(venue: str, directory: Path) -> dict[str, Any]:
     parse_errors = 0
     for ts, kind, item in timeline:
         if kind == 0:
-            if stream.on_frame(item.encode(), ts) is None:
-                parse_errors += 1
+            stream.on_frame(item.encode(), ts)
             continue
         symbol = market_data.snapshot_symbol(item.url)
         if symbol in stream.syncs:
@@ -85,7 +84,7 @@ def check_capture(venue: str, directory: Path) -> dict[str, Any]:
         "messages": len(ws.frames),
         "rest_responses": len(http.responses) if http else 0,
         "malformed_lines": len(ws.malformed_lines) + (len(http.malformed_lines) if http else 0),
-        "parse_errors": parse_errors,
+        "parse_errors": parse_errors + stream.counters.malformed_frames,
         "events_by_type": dict(sorted(events.items())),
         "trades": events["Trade"],
         "book_updates": events["BookDelta"],

@@ -106,7 +106,7 @@ class MessageFaults:
         self.stall_keys = stall_keys
         self.frames = 0
         self.books = 0
-        self.held: dict[str, tuple[str, int]] = {}
+        self.held: dict[str, tuple[str, int, int]] = {}  # key -> (text, last id, sequence_num)
         self.stalled: set[str] = set()
 
     def connection_stalled(self) -> bool:
@@ -146,7 +146,7 @@ class MessageFaults:
             stats.injected.append(Injected(record[0], "drop", *record[1:]))
             return
         if faults.reorder_depth_every and n % faults.reorder_depth_every == 0 and key not in self.held:
-            self.held[key] = (text, last_id)
+            self.held[key] = (text, last_id, sequence)
             return
         out.append(text)
         if faults.duplicate_depth_every and n % faults.duplicate_depth_every == 0:
@@ -157,4 +157,5 @@ class MessageFaults:
         if held is not None:
             out.append(held[0])
             stats.reordered_depth += 1
-            stats.injected.append(Injected(self.connection, "reorder", key, symbol, 0, held[1], sequence, last_id))
+            # Recorded as the held message (its ids), swapped with the one that overtook it.
+            stats.injected.append(Injected(self.connection, "reorder", key, symbol, 0, held[1], held[2], last_id))

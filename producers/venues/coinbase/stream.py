@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -161,12 +160,12 @@ class CoinbaseStream:
 
     def _reset_books(self, reason: BookResetReason, expected: int, received: int, detail: str, now: int) -> None:
         """Every book of the connection: the lost message may have been any of theirs (even a
-        snapshot still awaited). Live books get a marker naming the missed sequence numbers."""
+        snapshot still awaited)."""
+        marker = Reset(reason, expected, received, detail)
         for product, sync in self.syncs.items():
-            outputs = [
-                dataclasses.replace(o, expected=expected, received=received) if isinstance(o, Reset) else o
-                for o in sync.invalidate(reason, detail)
-            ]
+            # A marker for every book, live or still waiting for its snapshot: every gap shows on
+            # the book topic, with the sequence numbers missed.
+            outputs = [marker, *(o for o in sync.invalidate(reason, detail) if not isinstance(o, Reset))]
             self._handle(product, outputs, now)
 
     def _handle(self, product: str, outputs: list[Output], now_us: int) -> None:
