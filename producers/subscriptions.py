@@ -84,6 +84,8 @@ class SubscriptionCounters:
     requests_sent: int = 0
     refused: int = 0
     resubscribed: int = 0
+    #: Refused requests asked again in halves, to find the subscriptions the venue refused.
+    split: int = 0
 
 
 class SubscriptionManager:
@@ -166,7 +168,7 @@ class SubscriptionManager:
         if not request.subscribe:
             return
         if control.error is not None:
-            self._refuse(request.keys, control.error)
+            self._refused_request(request.keys, control.error)
             return
         accepted = request.keys
         if control.active is not None:  # the venue lists what it actually subscribed
@@ -197,7 +199,7 @@ class SubscriptionManager:
             if accepted:
                 self.on_active(accepted)
         if control.error is not None and self._in_order:
-            self._refuse(self._in_order.popleft().keys, control.error)
+            self._refused_request(self._in_order.popleft().keys, control.error)
 
     def expire(self) -> None:
         """Requests left without a reply for ``reply_timeout`` count as refused."""
@@ -210,6 +212,18 @@ class SubscriptionManager:
         for request in late:
             if request.subscribe:
                 self._refuse(request.keys, f"no reply within {self.reply_timeout:.0f}s")
+
+    def _refused_request(self, keys: list[str], reason: str) -> None:
+        """Venues refuse a whole request for one bad subscription in it (Binance does), without
+        saying which: ask again in halves until the bad ones stand alone, so one unknown symbol
+        costs only its own subscriptions, never a whole batch."""
+        if len(keys) == 1:
+            self._refuse(keys, reason)
+            return
+        self.counters.split += 1
+        half = len(keys) // 2
+        self._outbox.appendleft(_Request(0, True, keys[half:]))
+        self._outbox.appendleft(_Request(0, True, keys[:half]))
 
     def _refuse(self, keys: list[str], reason: str) -> None:
         for key in keys:

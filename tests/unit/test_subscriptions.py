@@ -50,15 +50,20 @@ def test_binance_requests_are_batched_within_the_limit_and_matched_by_id() -> No
     assert m.all_active and refused == []
 
 
-def test_a_refused_binance_request_reports_every_stream_in_it() -> None:
+def test_a_refused_request_is_split_until_the_refused_streams_stand_alone() -> None:
+    """Binance refuses a whole request for one bad stream in it, without saying which."""
     protocol = BinanceProtocol(BINANCE_SPOT, ("depth@100ms",))
-    m, activated, refused = manager(protocol, ["btcusdt@depth@100ms", "ethusdt@depth@100ms"])
+    keys = [f"s{i}usdt@depth@100ms" for i in range(8)]
+    m, activated, refused = manager(protocol, keys)
     m.start()
-    drain(m)
-    m.on_control(Control(request_id=1, error='{"code":2,"msg":"Invalid request"}'))
-    assert [k for k, _ in refused] == ["btcusdt@depth@100ms", "ethusdt@depth@100ms"]
-    assert "Invalid request" in refused[0][1] and activated == []
-    assert m.states["btcusdt@depth@100ms"] is SubState.REFUSED
+    bad = "s5usdt@depth@100ms"
+    while (message := m.next_message()) is not None:
+        request = json.loads(message)
+        error = '{"code":2,"msg":"Invalid request"}' if bad in request["params"] else None
+        m.on_control(Control(request_id=request["id"], error=error))
+    assert refused == [(bad, '{"code":2,"msg":"Invalid request"}')] and m.states[bad] is SubState.REFUSED
+    assert sorted(activated) == sorted(k for k in keys if k != bad)
+    assert m.counters.split == 3  # 8 -> 4 -> 2 -> 1: a binary search, not one request per stream
 
 
 def test_a_request_without_reply_counts_as_refused_after_the_timeout() -> None:
@@ -96,20 +101,32 @@ def test_coinbase_requests_are_one_channel_each_and_matched_by_the_venues_list()
     keys = protocol.connection_keys() + [k for p in ("BTC-USD", "ETH-USD", "NOPE-USD") for k in protocol.keys(p)]
     m, activated, refused = manager(protocol, keys)
     m.start()
-    sent = drain(m)
-    assert sent == [
+    first = [json.loads(m.next_message() or "") for _ in range(3)]
+    assert first == [
         {"type": "subscribe", "channel": "heartbeats"},
         {"type": "subscribe", "channel": "level2", "product_ids": ["BTC-USD", "ETH-USD", "NOPE-USD"]},
         {"type": "subscribe", "channel": "market_trades", "product_ids": ["BTC-USD", "ETH-USD", "NOPE-USD"]},
     ]
-    m.on_control(Control(active=frozenset({"heartbeats"})))
-    m.on_control(Control(error="Failed to subscribe: NOPE-USD is not a valid product"))
-    # Coinbase answers a refused request with an error and then its (unchanged) list as well.
-    m.on_control(Control(active=frozenset({"heartbeats"})))
-    m.on_control(Control(active=frozenset({"heartbeats", "market_trades:BTC-USD", "market_trades:ETH-USD"})))
-    assert activated == ["heartbeats", "market_trades:BTC-USD", "market_trades:ETH-USD"]
-    assert [k for k, _ in refused] == ["level2:BTC-USD", "level2:ETH-USD", "level2:NOPE-USD"]
-    assert m.states["market_trades:NOPE-USD"] is SubState.PENDING  # still waiting: expires unless listed
+    active: set[str] = set()
+
+    def venue(request: dict) -> None:
+        """Coinbase: a request with an unknown product is refused whole (an error, then its
+        unchanged list); else its subscriptions are added and the list sent."""
+        if "NOPE-USD" in request.get("product_ids", []):
+            m.on_control(Control(error="Failed to subscribe: NOPE-USD is not a valid product"))
+        elif "product_ids" in request:
+            active.update(f"{request['channel']}:{p}" for p in request["product_ids"])
+        else:
+            active.add(request["channel"])
+        m.on_control(Control(active=frozenset(active)))
+
+    for request in first:
+        venue(request)
+    while (message := m.next_message()) is not None:  # refused requests come back in halves
+        venue(json.loads(message))
+    assert sorted(activated) == sorted(k for k in keys if "NOPE" not in k)
+    assert sorted(k for k, _ in refused) == ["level2:NOPE-USD", "market_trades:NOPE-USD"]
+    assert "not a valid product" in refused[0][1] and m.counters.split == 4
 
 
 def test_watchdog_resubscribes_a_silent_channel_then_reconnects() -> None:
