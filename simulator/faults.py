@@ -41,6 +41,9 @@ class Faults:
     #: Added REST latency in seconds, for every request or every n-th one.
     rest_latency: float = 0.0
     rest_latency_every: int | None = None
+    #: Message faults stop this many seconds after a connection opened: a run can end with a
+    #: clean tail (a message lost at the very end is detectable only by the next one).
+    quiet_after: float | None = None
 
     def message_faults(self) -> bool:
         return any((self.drop_depth_every, self.duplicate_depth_every, self.reorder_depth_every,
@@ -130,6 +133,14 @@ class MessageFaults:
              book: bool, sequence: int = -1) -> None:  # fmt: skip
         """Append what goes on the wire for one message (maybe nothing, maybe more)."""
         faults, stats = self.faults, self.stats
+        if faults.quiet_after is not None and time.monotonic() - self.opened >= faults.quiet_after:
+            held = self.held.pop(key, None)  # a message held back goes out before the quiet tail
+            out.append(text)
+            if held is not None:
+                out.append(held[0])
+                stats.reordered_depth += 1
+                stats.injected.append(Injected(self.connection, "reorder", key, symbol, 0, held[1], held[2], last_id))
+            return
         self.frames += 1
         if faults.malformed_every and self.frames % faults.malformed_every == 0:
             out.append(text[: max(1, len(text) // 2)])

@@ -50,7 +50,13 @@ def rebuild(records: list) -> dict[str, dict[Decimal, Decimal]]:
 def test_coinbase_with_faults_every_gap_is_marked_and_the_books_end_equal_to_the_venues(
     settings: Settings, codec: AvroCodec, tmp_path: Path
 ) -> None:
-    faults = Faults(drop_depth_every=40, duplicate_depth_every=25, reorder_depth_every=55, malformed_every=70)
+    faults = Faults(
+        drop_depth_every=40,
+        duplicate_depth_every=25,
+        reorder_depth_every=55,
+        malformed_every=70,
+        quiet_after=DURATION - 2,
+    )
 
     async def scenario() -> tuple[VenueFeed, CoinbaseSynthetic, dict]:
         async with CoinbaseSynthetic(symbols=4, seed=11, rate=300, duration=DURATION, faults=faults) as sim:
