@@ -100,3 +100,14 @@ def test_throttled_and_slow_rest_still_gets_every_book_live() -> None:
     faults = Faults(rest_429_every=3, rest_retry_after=1, rest_latency=0.3)
     # A 3-second weight window on both sides, so waiting for the next one fits in a test.
     run(faults, 7.0, check, weight_window=3.0, limiter=WeightedRateLimiter(6000, 3.0))
+
+
+def test_symbols_are_spread_over_connections_each_with_its_own_subscriptions() -> None:
+    def check(feed: VenueFeed, sim: BinanceSynthetic, sink: Sink) -> None:
+        assert [c.symbols for c in feed.connections] == [["BTCUSDT", "ETHUSDT"], ["BNBUSDT"]]
+        assert sim.stats.connections == 2 and all(c.subscriptions.all_active for c in feed.connections)
+        subscribed = sink.statuses(ConnectorState.SUBSCRIBED)
+        assert sorted(e.connection_id for e in subscribed) == ["binance-spot-0", "binance-spot-1"]
+        assert all(s.state is SyncState.LIVE for s in feed.syncs.values())
+
+    run(Faults(), 3.0, check, symbols_per_connection=2)
