@@ -212,7 +212,8 @@ def main() -> int:
                        (m.cpu - m.thread) / events * 1e6)  # fmt: skip
                 results[name].append(row)
                 print(f"round {r + 1} {name:>8}: {events} events in {m.wall:.2f}s: {row[0]:>9,.0f} events/s, "
-                      f"{row[1]:5.1f} CPU-us/event (calling thread {row[2]:5.1f}, other threads {row[3]:4.1f})")  # fmt: skip
+                      f"{row[1]:5.1f} CPU-us/event (calling thread {row[2]:5.1f}, "
+                      f"other threads {row[3]:4.1f})")  # fmt: skip
     except TickflowError as exc:
         print(f"error: {exc} (start the local stack with `make up`)", file=sys.stderr)
         return 2
