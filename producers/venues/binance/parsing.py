@@ -7,7 +7,6 @@ stay the venue's strings until they become ``Decimal``: exact, never a float.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import parse_qs, urlparse
 
@@ -39,6 +38,20 @@ class _Depth(msgspec.Struct):
     u: int
     b: list[Level]
     a: list[Level]
+    pu: int | None = None
+    T: int | None = None
+
+
+class _DepthText(msgspec.Struct):
+    """``_Depth`` with the levels left as JSON text, for the compiled path (which parses them
+    itself, straight from the venue's strings); every other field is validated alike."""
+
+    E: int
+    s: str
+    U: int
+    u: int
+    b: msgspec.Raw
+    a: msgspec.Raw
     pu: int | None = None
     T: int | None = None
 
@@ -100,8 +113,7 @@ class _Snapshot(msgspec.Struct):
     asks: list[Level]
 
 
-@dataclass(frozen=True)
-class SymbolDiff:
+class SymbolDiff(msgspec.Struct, frozen=True):
     """A depth diff of one symbol, for that symbol's ``BookSync``."""
 
     venue_symbol: str
@@ -118,8 +130,13 @@ _decoders = {
 }
 _snapshot = msgspec.json.Decoder(_Snapshot)
 
+#: The decoders the compiled path (``tickflow._hotpath.BinanceFastPath``) uses: the same
+#: structs as the generic path's, except depth levels kept as text.
+FAST_DECODERS = {**_decoders, "envelope": _envelope, "depth": msgspec.json.Decoder(_DepthText)}
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
-def _channel(stream: str) -> str:
+
+def channel(stream: str) -> str:
     """``btcusdt@depth@100ms`` -> ``depth``; ``btcusdt@kline_1m`` -> ``kline``."""
     channel = stream.partition("@")[2].partition("@")[0]
     return channel.partition("_")[0]
@@ -143,7 +160,7 @@ class BinanceParser:
                 if envelope.id is None:
                     raise MalformedFrame(f"{self.venue}: neither market data nor a reply: {frame[:200]!r}")
                 return Control(envelope.id, bytes(envelope.error).decode() if envelope.error else None)
-            decoder = _decoders.get(_channel(envelope.stream))
+            decoder = _decoders.get(channel(envelope.stream))
             if decoder is None:
                 raise MalformedFrame(f"unknown stream {envelope.stream!r}")
             return envelope.stream, [self._normalize(decoder.decode(envelope.data), receive_ts)]
@@ -162,15 +179,21 @@ class BinanceParser:
             raise MalformedFrame(f"{self.venue} depth snapshot: {exc}") from None
         return DepthSnapshot(snap.lastUpdateId, snap.bids, snap.asks, receive_ts)
 
-    def _header(self, venue_symbol: str, exchange_ms: int | None, receive_ts: int) -> dict:
+    def static(self, venue_symbol: str) -> dict:
+        """The fields every event of ``venue_symbol`` starts with: venue, market, normalized
+        and venue symbol (the compiled path pre-encodes the same)."""
         static = self._static.get(venue_symbol)
-        if static is None:  # once per symbol: venue, market, normalized and venue symbol
+        if static is None:  # once per symbol
             static = self._static[venue_symbol] = {
                 "venue": self.venue,
                 "market": self.market,
                 "symbol": self.symbol_names.get(venue_symbol) or normalize_symbol(venue_symbol),
                 "venue_symbol": venue_symbol,
             }
+        return static
+
+    def _header(self, venue_symbol: str, exchange_ms: int | None, receive_ts: int) -> dict:
+        static = self._static.get(venue_symbol) or self.static(venue_symbol)
         return {**static, "exchange_ts": None if exchange_ms is None else exchange_ms * 1000, "receive_ts": receive_ts}
 
     def _normalize(self, msg: msgspec.Struct, receive_ts: int) -> Event | SymbolDiff:
