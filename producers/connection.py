@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from tickflow.events import ConnectorState
 
@@ -68,6 +72,8 @@ class WebSocketSession:
         self.silence_timeout = silence_timeout
         self.open_timeout = open_timeout
         self.connections = 0
+        #: Frames whose handler raised (logged with the frame; the connection carries on).
+        self.handler_errors = 0
         self._frames = 0
         self._last_frame = 0.0
 
@@ -90,10 +96,13 @@ class WebSocketSession:
     async def _connect_and_read(self, stop: asyncio.Event) -> str | None:
         """Returns why the connection ended (None: it ended cleanly from the venue's side)."""
         try:
-            async with connect(self.url, open_timeout=self.open_timeout, max_size=2**24) as ws:
+            async with connect(
+                self.url, open_timeout=self.open_timeout, max_size=2**24, compression=None,
+                create_connection=functools.partial(_DirectConnection, session=self),
+            ) as ws:  # fmt: skip
                 self.connections += 1
                 self.on_state(ConnectorState.CONNECTED, None, 0)
-                # The reader awaits frames and nothing else (the hot path); the watchers below
+                # Frames are handled as they are parsed (``_DirectConnection``); the watchers
                 # end the connection, and record why, when something else happens.
                 ended: list[str | None] = []
                 watchers = [asyncio.ensure_future(self._until_stopped(ws, stop, ended)),
@@ -102,21 +111,25 @@ class WebSocketSession:
                     watchers.append(asyncio.ensure_future(self._run_on_open(ws, ended)))
                 try:
                     self._last_frame = time.monotonic()
-                    on_frame, recv = self.on_frame, ws.recv
-                    while True:
-                        frame = await recv(decode=False)  # bytes: the parsers take them as they are
-                        self._frames += 1
-                        on_frame(frame, now_us())
-                except ConnectionClosed as exc:
-                    if ended:
-                        return ended[0]
-                    return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+                    await ws.wait_closed()
                 finally:
                     for watcher in watchers:
                         watcher.cancel()
                     await asyncio.gather(*watchers, return_exceptions=True)
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                if ended:
+                    return ended[0]
+                return f"connection closed ({ws.close_code or 'no close frame'})"
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
             return f"{type(exc).__name__}: {exc}"
+
+    def _deliver(self, frame: bytes) -> None:
+        """One complete message, straight from the parser (the hot path)."""
+        self._frames += 1
+        try:
+            self.on_frame(frame, now_us())
+        except Exception:  # a bug in a handler must not take the connection down, nor pass unseen
+            self.handler_errors += 1
+            log.exception("frame handler failed on %r", frame[:200])
 
     async def _until_stopped(self, ws: ClientConnection, stop: asyncio.Event, ended: list[str | None]) -> None:
         await stop.wait()
@@ -141,3 +154,78 @@ class WebSocketSession:
         if reason is not None:
             ended.append(reason)
             ws.transport.abort()
+
+
+class _DirectConnection(ClientConnection):
+    """A client connection that reads data frames itself and hands each message to its session
+    as soon as its bytes are in, inside ``data_received``.
+
+    The library parses frames with a generator per frame, then ``recv()`` queues every message
+    and wakes a waiting task with a future: at tens of thousands of messages a second that
+    costs more than all our parsing and encoding together. A server's frames are unmasked and
+    (without compression, which we do not negotiate) simple to split, so once the handshake is
+    done this splits them directly. Everything else - pings, pongs, close, fragmented messages,
+    anything unusual - is handed to the library's own protocol, byte for byte, so the
+    WebSocket rules (answering pings, the closing handshake, errors) stay the library's.
+    """
+
+    def __init__(self, *args: Any, session: WebSocketSession, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session = session
+        self._fragments: list[bytes] | None = None
+        self._direct = False  # until the handshake is done and the library holds no bytes
+        self._pending = b""
+
+    def data_received(self, data: bytes) -> None:
+        if not self._direct:
+            super().data_received(data)
+            protocol = self.protocol
+            self._direct = protocol.state is State.OPEN and not protocol.reader.buffer
+            return
+        buffer = self._pending + data if self._pending else data
+        deliver, size, at = self._session._deliver, len(buffer), 0
+        while size - at >= 2:
+            first, second = buffer[at], buffer[at + 1]
+            length, head = second & 0x7F, 2
+            if length == 126:
+                if size - at < 4:
+                    break
+                length, head = int.from_bytes(buffer[at + 2 : at + 4], "big"), 4
+            elif length == 127:
+                if size - at < 10:
+                    break
+                length, head = int.from_bytes(buffer[at + 2 : at + 10], "big"), 10
+            end = at + head + length
+            if end > size:
+                break
+            if first & 0x7F in (0x01, 0x02) and first & 0x80 and not second & 0x80:
+                deliver(buffer[at + head : end])  # a whole text/binary message, unmasked, no RSV bits
+            else:
+                super().data_received(buffer[at:end])  # control, fragment, or anything odd: the library's
+                if self.protocol.state is not State.OPEN:  # closing: the rest is the library's too
+                    self._direct = False
+                    if end < size:
+                        super().data_received(buffer[end:])
+                    self._pending = b""
+                    return
+            at = end
+        self._pending = buffer[at:] if at < size else b""
+
+    def process_event(self, event: Any) -> None:
+        """Frames the library parsed (before direct reading starts, and fragments)."""
+        if isinstance(event, Frame):
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if event.fin:
+                    self._session._deliver(bytes(event.data))
+                else:
+                    self._fragments = [bytes(event.data)]
+                return
+            if opcode is Opcode.CONT:
+                if self._fragments is not None:
+                    self._fragments.append(bytes(event.data))
+                    if event.fin:
+                        message, self._fragments = b"".join(self._fragments), None
+                        self._session._deliver(message)
+                return
+        super().process_event(event)
