@@ -129,17 +129,30 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> int
 # --- the simulator -------------------------------------------------------------------------------
 
 
+def simulator_has_synthetic() -> bool:
+    """Whether this checkout's ``tickflow simulate`` has the synthetic market (``--synthetic``)."""
+    result = subprocess.run([TICKFLOW, "simulate", "--help"], capture_output=True, text=True, cwd=REPO)
+    return "--synthetic" in result.stdout
+
+
 @dataclass
 class Simulator:
-    """``tickflow simulate binance-spot`` in a subprocess, synthetic (``recording`` is None) or replaying."""
+    """The venue for a run, in a subprocess: ``tickflow simulate binance-spot --synthetic``, or with
+    ``recording`` its replay of a recording, or (``stand_in``) ``bench/frame_server.py`` where this
+    checkout's simulator has no synthetic market yet. Waited for until its port answers."""
 
     symbols: int = 50
+    #: Frames to send (0: the simulator's default).
     frames: int = 200_000
     rate: float = 0
     seed: int = 1
     recording: Path | None = None
     speed: float = 1000.0
     cpus: str | None = None
+    #: Use bench/frame_server.py (same protocol subset and CLI shape) instead of tickflow simulate.
+    stand_in: bool = False
+    #: Start over after the last frame (stand-in only; for long runs).
+    loop: bool = False
     port: int = field(default_factory=free_port)
     log: Path = Path("/tmp/tickflow-bench-sim.log")
     proc: subprocess.Popen | None = None
@@ -149,11 +162,17 @@ class Simulator:
         return f"127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
+        if self.stand_in:
+            argv = [sys.executable, str(REPO / "bench" / "frame_server.py"), "--port", str(self.port),
+                    "--symbols", str(self.symbols), "--rate", f"{self.rate:g}", "--seed", str(self.seed),
+                    "--frames", str(self.frames or 200_000)]  # fmt: skip
+            return [*argv, "--loop"] if self.loop else argv
         base = [TICKFLOW, "simulate", "binance-spot", "--port", str(self.port)]
         if self.recording is not None:
             return [*base, "--recording", str(self.recording), "--speed", str(self.speed)]
-        return [*base, "--synthetic", "--symbols", str(self.symbols), "--rate", str(self.rate),
-                "--seed", str(self.seed), "--frames", str(self.frames)]  # fmt: skip
+        argv = [*base, "--synthetic", "--symbols", str(self.symbols), "--rate", f"{self.rate:g}",
+                "--seed", str(self.seed)]  # fmt: skip
+        return [*argv, "--frames", str(self.frames)] if self.frames else argv
 
     def __enter__(self) -> Simulator:
         with open(self.log, "ab") as log:

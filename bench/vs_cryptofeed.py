@@ -75,6 +75,7 @@ from harness import (
     ensure_topics,
     median,
     pinned,
+    simulator_has_synthetic,
     stop_process,
 )
 
@@ -153,6 +154,9 @@ def main() -> int:
     parser.add_argument("--pin", action="store_true", help="pipeline on CPU 0, simulator on CPU 1 (taskset)")
     parser.add_argument("--only", choices=("tickflow", "cryptofeed"), help="run one pipeline only")
     parser.add_argument("--recording", type=Path, help="replay this recording instead of the synthetic market")
+    parser.add_argument("--venue", choices=("auto", "simulator", "stand-in"), default="auto",
+                        help="tickflow simulate --synthetic, or bench/frame_server.py (auto: the simulator if this "
+                             "checkout has its synthetic market)")  # fmt: skip
     parser.add_argument("--interval", type=float, default=0.25, help="sampling interval, s (default 0.25)")
     parser.add_argument("--settle", type=float, default=8.0, help="idle seconds that end a run (default 8)")
     parser.add_argument("--timeout", type=float, default=900.0, help="longest run, s (default 900)")
@@ -171,9 +175,15 @@ def main() -> int:
     bootstrap = load_settings().kafka.bootstrap_servers
     pipeline_cpus = "0" if args.pin else None
 
+    stand_in = not args.recording and (
+        args.venue == "stand-in" or (args.venue == "auto" and not simulator_has_synthetic())
+    )
+    venue = "recording" if args.recording else "bench/frame_server.py" if stand_in else "tickflow simulate --synthetic"
+    print(f"venue: {venue}")
+
     def simulator() -> Simulator:
         return Simulator(symbols=args.symbols, frames=args.frames, seed=args.seed, recording=args.recording,
-                         cpus="1" if args.pin else None)  # fmt: skip
+                         cpus="1" if args.pin else None, stand_in=stand_in)  # fmt: skip
 
     # The symbols, as the simulator lists them (the recording replay lists none: its four are known).
     with simulator() as sim:
@@ -224,7 +234,7 @@ def main() -> int:
     print("| pipeline | events | events/s (wall) | CPU-µs/event | events per CPU-second | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")
     summary: dict[str, object] = {"bench": "vs_cryptofeed", "frames": args.frames, "symbols": len(venue_symbols),
-                                  "repeat": args.repeat, "pinned": args.pin}  # fmt: skip
+                                  "repeat": args.repeat, "pinned": args.pin, "venue": venue}  # fmt: skip
     for name in pipelines:
         rs = [r for r in results if r.pipeline == name]
         med = {k: median([getattr(r, k) for r in rs]) for k in
