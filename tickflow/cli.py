@@ -109,26 +109,53 @@ def produce_cmd(
 
 @app.command("simulate")
 def simulate_cmd(
-    venue: Annotated[str, typer.Argument(help="binance-spot or binance-usdm")],
-    recording: Annotated[Path, typer.Option(help="Folder with ws.log and http.log (shared/recordings layout).")],
+    venue: Annotated[str, typer.Argument(help="binance-spot, binance-usdm or coinbase")],
+    recording: Annotated[
+        Path | None, typer.Option(help="Replay this folder (ws.log, http.log: shared/recordings layout).")
+    ] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Serve the seeded synthetic market.")] = False,
+    symbols: Annotated[int, typer.Option(help="Synthetic: number of symbols.")] = 10,
+    rate: Annotated[float, typer.Option(help="Synthetic: market events per second; 0 = as fast as possible.")] = 100.0,
+    seed: Annotated[int, typer.Option(help="Synthetic: the seed (same seed, same market).")] = 0,
+    frames: Annotated[int | None, typer.Option(help="Synthetic: stop after this many messages.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Synthetic: stop after this many market seconds.")] = None,
     port: Annotated[int, typer.Option(help="Loopback port for WebSocket and REST.")] = 18765,
-    speed: Annotated[float, typer.Option(help="Replay speed factor.")] = 1.0,
+    speed: Annotated[float, typer.Option(help="Replay / paced speed factor.")] = 1.0,
 ) -> None:
-    """Serve a venue's protocol on 127.0.0.1, replaying recorded traffic, until SIGTERM/SIGINT."""
+    """Serve a venue's protocol on 127.0.0.1 (recorded or synthetic market) until SIGTERM/SIGINT.
+
+    Full speed (--rate 0) renders every message before serving (default bound: 200000 messages)
+    and prints "ready" only then, so a benchmark can start its clients on that line."""
     import asyncio
     import signal
 
-    from simulator.binance import BinanceReplay
+    from simulator.binance import BinanceReplay, BinanceSynthetic
+    from simulator.coinbase import CoinbaseSynthetic
 
-    if venue not in ("binance-spot", "binance-usdm"):
-        raise TickflowError(f"the simulator speaks binance-spot and binance-usdm so far, not {venue!r}")
+    if venue not in ("binance-spot", "binance-usdm", "coinbase"):
+        raise TickflowError(f"the simulator speaks binance-spot, binance-usdm and coinbase, not {venue!r}")
+    if synthetic == (recording is not None):
+        raise TickflowError("give exactly one of --synthetic and --recording DIR")
+    if recording is not None and venue == "coinbase":
+        raise TickflowError("there are no Coinbase recordings: use --synthetic")
+    if synthetic and rate == 0 and frames is None and duration is None:
+        frames = 200_000
+
+    def build() -> object:
+        if recording is not None:
+            return BinanceReplay(recording, speed=speed, port=port)
+        options = dict(seed=seed, rate=rate, frames=frames, duration=duration, speed=speed, port=port)
+        if venue == "coinbase":
+            return CoinbaseSynthetic(symbols, **options)  # type: ignore[arg-type]
+        return BinanceSynthetic(symbols, usdm=venue == "binance-usdm", **options)  # type: ignore[arg-type]
 
     async def serve() -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        async with BinanceReplay(recording, speed=speed, port=port) as sim:
-            err.print(f"[green]✓[/] {venue} simulator on {sim.ws_url} (WebSocket /stream, REST depth)")
+        async with build() as sim:  # type: ignore[attr-defined]
+            source = f"recording {recording}" if recording else f"synthetic, {symbols} symbols, seed {seed}"
+            err.print(f"[green]✓[/] {venue} simulator ready on {sim.ws_url} (WebSocket and REST; {source})")
             await stop.wait()
 
     asyncio.run(serve())

@@ -1,0 +1,85 @@
+"""Binance spot / USD-M over the synthetic market: any number of symbols, any rate, seeded."""
+
+from __future__ import annotations
+
+from simulator.binance.markets import SPOT, USDM, BinanceMarket
+from simulator.binance.render import BinanceRenderer, venue_symbol
+from simulator.binance.server import BinanceServer
+from simulator.faults import Faults, SimStats
+from simulator.instruments import Instrument
+from simulator.market import SyntheticMarket
+from simulator.timeline import SyntheticFeed
+
+
+class SyntheticSource:
+    def __init__(self, market: BinanceMarket, synthetic: SyntheticMarket, renderer: BinanceRenderer,
+                 feed: SyntheticFeed) -> None:  # fmt: skip
+        self.market = market
+        self.synthetic = synthetic
+        self.renderer = renderer
+        self.feed = feed
+        self.instruments: dict[str, Instrument] = {venue_symbol(i): i for i in synthetic.instruments}
+        self._numbers = {s: n for n, s in enumerate(self.instruments)}
+
+    def _levels(self, symbol: str) -> tuple[int, list[list[str]], list[list[str]]]:
+        number = self._numbers[symbol]
+        bids, asks, last_id = self.feed.book(number)
+        digits = None if self.market.usdm else 8
+        instrument = self.instruments[symbol]
+        price, size = instrument.price, instrument.size
+        return (
+            last_id,
+            [[price.fixed(p, digits), size.fixed(bids[p], digits)] for p in sorted(bids, reverse=True)],
+            [[price.fixed(p, digits), size.fixed(asks[p], digits)] for p in sorted(asks)],
+        )
+
+    async def snapshot(self, symbol: str, market: BinanceMarket) -> tuple[int, list[list[str]], list[list[str]]]:
+        return self._levels(symbol)
+
+    def true_book(self, symbol: str) -> dict[str, dict[str, str]]:
+        _, bids, asks = self._levels(symbol)
+        return {"bids": dict(bids), "asks": dict(asks)}
+
+
+class BinanceSynthetic(BinanceServer):
+    """A Binance venue whose market is ``SyntheticMarket(symbols, seed=seed)``.
+
+    ``rate`` market events per second (each a depth diff, with the trades, book ticker and kline
+    updates it causes); ``rate=0`` renders ``frames`` items (or ``duration`` market seconds)
+    before serving and sends them as fast as the client reads. ``start_ms`` pins the market's
+    clock (timestamps) so two runs with one seed are identical byte for byte.
+    """
+
+    def __init__(
+        self,
+        symbols: int = 10,
+        *,
+        usdm: bool = False,
+        seed: int = 0,
+        rate: float = 100.0,
+        frames: int | None = None,
+        duration: float | None = None,
+        speed: float = 1.0,
+        start_ms: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        weight_limit: int | None = None,
+        weight_window: float = 60.0,
+        ban_seconds: float = 120.0,
+        faults: Faults | None = None,
+        stats: SimStats | None = None,
+    ) -> None:
+        market = USDM if usdm else SPOT
+        synthetic = SyntheticMarket(symbols, seed=seed, quote="USDT", rate=rate or 1000.0, start_ms=start_ms)
+        renderer = BinanceRenderer(market, synthetic, seed)
+        feed = SyntheticFeed(synthetic, renderer, rate=rate, last_ids=renderer.last_id, frames=frames,
+                             duration=duration, speed=speed)  # fmt: skip
+        self.synthetic = synthetic
+        super().__init__(
+            SyntheticSource(market, synthetic, renderer, feed), market, host=host, port=port,
+            weight_limit=weight_limit, weight_window=weight_window, ban_seconds=ban_seconds, faults=faults, stats=stats,
+        )  # fmt: skip
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.source.instruments)
