@@ -101,9 +101,16 @@ class EndOffsets:
         self.partitions = [TopicPartition(t, p) for t in topics for p in metadata.topics[t].partitions]
 
     def total(self) -> int:
+        return sum(self.by_topic().values())
+
+    def by_topic(self) -> dict[str, int]:
+        """End offsets summed per topic."""
         request = {tp: OffsetSpec.latest() for tp in self.partitions}
         futures = self.admin.list_offsets(request, request_timeout=30)
-        return sum(f.result().offset for f in futures.values())
+        totals: dict[str, int] = {}
+        for tp, future in futures.items():
+            totals[tp.topic] = totals.get(tp.topic, 0) + future.result().offset
+        return totals
 
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> int:
@@ -129,30 +136,19 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> int
 # --- the simulator -------------------------------------------------------------------------------
 
 
-def simulator_has_synthetic() -> bool:
-    """Whether this checkout's ``tickflow simulate`` has the synthetic market (``--synthetic``)."""
-    result = subprocess.run([TICKFLOW, "simulate", "--help"], capture_output=True, text=True, cwd=REPO)
-    return "--synthetic" in result.stdout
-
-
 @dataclass
 class Simulator:
     """The venue for a run, in a subprocess: ``tickflow simulate binance-spot --synthetic``, or with
-    ``recording`` its replay of a recording, or (``stand_in``) ``bench/frame_server.py`` where this
-    checkout's simulator has no synthetic market yet. Waited for until its port answers."""
+    ``recording`` its replay of a recording. Waited for until its port answers."""
 
     symbols: int = 50
-    #: Frames to send (0: the simulator's default).
+    #: Messages to send (--frames; 0: the simulator's default: 200k at full speed, endless when paced).
     frames: int = 200_000
     rate: float = 0
     seed: int = 1
     recording: Path | None = None
     speed: float = 1000.0
     cpus: str | None = None
-    #: Use bench/frame_server.py (same protocol subset and CLI shape) instead of tickflow simulate.
-    stand_in: bool = False
-    #: Start over after the last frame (stand-in only; for long runs).
-    loop: bool = False
     port: int = field(default_factory=free_port)
     log: Path = Path("/tmp/tickflow-bench-sim.log")
     proc: subprocess.Popen | None = None
@@ -162,11 +158,6 @@ class Simulator:
         return f"127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
-        if self.stand_in:
-            argv = [sys.executable, str(REPO / "bench" / "frame_server.py"), "--port", str(self.port),
-                    "--symbols", str(self.symbols), "--rate", f"{self.rate:g}", "--seed", str(self.seed),
-                    "--frames", str(self.frames or 200_000)]  # fmt: skip
-            return [*argv, "--loop"] if self.loop else argv
         base = [TICKFLOW, "simulate", "binance-spot", "--port", str(self.port)]
         if self.recording is not None:
             return [*base, "--recording", str(self.recording), "--speed", str(self.speed)]

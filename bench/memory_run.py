@@ -54,8 +54,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="minutes before the slope is measured (default 1)")
     parser.add_argument("--every", type=float, default=5.0, help="sampling interval, s (default 5)")
     parser.add_argument("--symbols", type=int, default=50, help="symbols (default 50)")
-    parser.add_argument("--rate", type=float, default=0, help="simulator frames/s, 0 = full speed (default 0)")
-    parser.add_argument("--frames", type=int, default=0, help="simulator --frames (default: its own default)")
+    parser.add_argument("--rate", type=float, default=1000, help="simulator market events/s (default 1000)")
+    parser.add_argument("--frames", type=int, default=0, help="simulator --frames (default: none, endless)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--pin", action="store_true", help="producer on CPU 0, simulator on CPU 1 (taskset)")
     args = parser.parse_args()
@@ -131,13 +131,15 @@ def main() -> int:
     print(f"\n{args.minutes:g} min, {len(samples)} samples every {args.every:g}s, {events[-1]:,} events "
           f"({rate:,.0f}/s after warm-up, slowest minute {min(per_minute, default=0):,.0f}/s; "
           f"{produced / cpu if cpu else 0:,.0f} events per CPU-second)")  # fmt: skip
-    print(f"RSS: start {samples[0]['rss_mb']:.1f} MB, after warm-up {warm[0]['rss_mb']:.1f} MB, "
+    first = next((s for s in samples if s["events"] > 0), samples[0])  # the first sample with the feed running
+    print(f"RSS: start {first['rss_mb']:.1f} MB (at {first['t_s']:g}s, feed running), "
+          f"after warm-up {warm[0]['rss_mb']:.1f} MB, "
           f"end {samples[-1]['rss_mb']:.1f} MB, max {max(s['rss_mb'] for s in samples):.1f} MB "
           f"(peak VmHWM {samples[-1]['hwm_mb']:.1f} MB)")  # fmt: skip
     print(f"slope after {args.warmup:g} min warm-up: {slope:+.3f} MB/min over {span:.1f} min ({growth:+.1f} MB), "
           f"second half {late:+.3f} MB/min: {'FLAT' if flat else 'GROWING'}")  # fmt: skip
     summary = {"bench": "memory_run", "minutes": args.minutes, "symbols": len(symbols), "rate": args.rate,
-               "start_mb": samples[0]["rss_mb"], "warm_mb": warm[0]["rss_mb"], "end_mb": samples[-1]["rss_mb"],
+               "start_mb": first["rss_mb"], "warm_mb": warm[0]["rss_mb"], "end_mb": samples[-1]["rss_mb"],
                "max_mb": max(s["rss_mb"] for s in samples), "slope_mb_per_min": round(slope, 3),
                "late_slope_mb_per_min": round(late, 3), "flat": flat, "events": events[-1],
                "samples": samples}  # fmt: skip

@@ -75,7 +75,6 @@ from harness import (
     ensure_topics,
     median,
     pinned,
-    simulator_has_synthetic,
     stop_process,
 )
 
@@ -99,6 +98,8 @@ class Result:
     cpu_us_per_event: float
     events_per_cpu_s: float
     complete: bool
+    #: Events per kind (book, trades, bbo/ticker, klines/candles).
+    kinds: dict[str, int]
 
 
 def measure(
@@ -106,7 +107,8 @@ def measure(
 ) -> Result:
     """Run ``argv`` until its events stop landing; the window is set from broker offsets (see the docstring)."""
     log_path = Path(tempfile.gettempdir()) / f"tickflow-bench-{name}.log"
-    base = counter.total()
+    before = counter.by_topic()
+    base = sum(before.values())
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO)
     stats = ProcStats(proc.pid)
@@ -142,7 +144,12 @@ def measure(
     end = next(s for s in samples if s.offsets == final)
     events, wall, cpu = final - base, end.t - start.t, end.cpu - start.cpu
     peak = max(s.hwm_kb for s in samples) / 1024
-    return Result(name, repeat, events, wall, cpu, peak, events / wall, cpu / events * 1e6, events / cpu, complete)
+    kinds: dict[str, int] = {}
+    for topic, offset in counter.by_topic().items():
+        kind = topic.removeprefix("tickflow.").split("-", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + offset - before[topic]
+    return Result(name, repeat, events, wall, cpu, peak, events / wall, cpu / events * 1e6, events / cpu, complete,
+                  kinds)  # fmt: skip
 
 
 def main() -> int:
@@ -150,13 +157,12 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=50, help="symbols (default 50)")
     parser.add_argument("--frames", type=int, default=200_000, help="frames the simulator sends per run (200000)")
     parser.add_argument("--seed", type=int, default=7, help="the synthetic market's seed (default 7)")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="the simulator's --rate: market events/s, 0 = full speed (default 0)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="repeats, each running both pipelines (default 3)")
     parser.add_argument("--pin", action="store_true", help="pipeline on CPU 0, simulator on CPU 1 (taskset)")
     parser.add_argument("--only", choices=("tickflow", "cryptofeed"), help="run one pipeline only")
     parser.add_argument("--recording", type=Path, help="replay this recording instead of the synthetic market")
-    parser.add_argument("--venue", choices=("auto", "simulator", "stand-in"), default="auto",
-                        help="tickflow simulate --synthetic, or bench/frame_server.py (auto: the simulator if this "
-                             "checkout has its synthetic market)")  # fmt: skip
     parser.add_argument("--interval", type=float, default=0.25, help="sampling interval, s (default 0.25)")
     parser.add_argument("--settle", type=float, default=8.0, help="idle seconds that end a run (default 8)")
     parser.add_argument("--timeout", type=float, default=900.0, help="longest run, s (default 900)")
@@ -175,15 +181,12 @@ def main() -> int:
     bootstrap = load_settings().kafka.bootstrap_servers
     pipeline_cpus = "0" if args.pin else None
 
-    stand_in = not args.recording and (
-        args.venue == "stand-in" or (args.venue == "auto" and not simulator_has_synthetic())
-    )
-    venue = "recording" if args.recording else "bench/frame_server.py" if stand_in else "tickflow simulate --synthetic"
+    venue = "recording" if args.recording else "tickflow simulate --synthetic"
     print(f"venue: {venue}")
 
     def simulator() -> Simulator:
-        return Simulator(symbols=args.symbols, frames=args.frames, seed=args.seed, recording=args.recording,
-                         cpus="1" if args.pin else None, stand_in=stand_in)  # fmt: skip
+        return Simulator(symbols=args.symbols, frames=args.frames, rate=args.rate, seed=args.seed,
+                         recording=args.recording, cpus="1" if args.pin else None)  # fmt: skip
 
     # The symbols, as the simulator lists them (the recording replay lists none: its four are known).
     with simulator() as sim:
@@ -225,6 +228,7 @@ def main() -> int:
                       f"{result.events_per_s:>9,.0f}/s; {result.cpu_s:6.2f} CPU-s = {result.cpu_us_per_event:6.1f} "
                       f"CPU-us/event ({result.events_per_cpu_s:,.0f}/CPU-s); peak RSS {result.peak_rss_mb:.0f} MB"
                       + ("" if result.complete else " (timed out)"), flush=True)  # fmt: skip
+                print("      by kind: " + ", ".join(f"{k} {v:,}" for k, v in result.kinds.items()), flush=True)
     except RuntimeError as exc:
         print(f"vs_cryptofeed: error: {exc}", file=sys.stderr)
         return 1
@@ -234,7 +238,8 @@ def main() -> int:
     print("| pipeline | events | events/s (wall) | CPU-µs/event | events per CPU-second | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")
     summary: dict[str, object] = {"bench": "vs_cryptofeed", "frames": args.frames, "symbols": len(venue_symbols),
-                                  "repeat": args.repeat, "pinned": args.pin, "venue": venue}  # fmt: skip
+                                  "rate": args.rate, "repeat": args.repeat, "pinned": args.pin,
+                                  "venue": venue}  # fmt: skip
     for name in pipelines:
         rs = [r for r in results if r.pipeline == name]
         med = {k: median([getattr(r, k) for r in rs]) for k in
