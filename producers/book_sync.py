@@ -80,10 +80,12 @@ class BridgeRule(Protocol):
 class _Side:
     """One side of a book: levels in a dict, the best price found through a heap.
 
-    Prices enter the heap once, when their level appears; a level that goes away leaves its
-    heap entry behind, dropped only when it reaches the top. So a diff costs a dict write per
-    level (plus a heap push for a new price) instead of a sorted insert, and finding the best
-    price stays cheap however deep the book is.
+    Prices enter the heap when their level appears; a level that goes away leaves its heap
+    entry behind, dropped when it reaches the top. So a diff costs a dict write per level (plus
+    a heap push for a new price) instead of a sorted insert, and finding the best price stays
+    cheap however deep the book is. Entries left behind deep in the book never reach the top,
+    so once the heap holds twice the levels it is rebuilt from them: memory stays proportional
+    to the book, at an amortized constant cost per update.
     """
 
     __slots__ = ("heap", "levels", "sign")
@@ -102,6 +104,9 @@ class _Side:
                 book[price] = size
             else:
                 book.pop(price, None)
+        if len(heap) > 2 * len(book) + 64:
+            self.heap = heap = [(sign * float(price), price) for price in book]
+            heapq.heapify(heap)
 
     def best(self) -> tuple[Decimal, Decimal] | None:
         heap, book = self.heap, self.levels
