@@ -226,7 +226,7 @@ def consumer_side_check(records: list, spot: bool) -> list[str]:
             problems.append(f"delta {r.first_update_id} before any snapshot")
         elif not bridged:
             ok = (r.first_update_id <= snapshot_id + 1 <= r.last_update_id) if spot else (
-                r.first_update_id <= snapshot_id <= r.last_update_id)  # fmt: skip
+                r.first_update_id <= snapshot_id <= r.last_update_id or r.prev_update_id == snapshot_id)  # fmt: skip
             bridged = True
             if not ok:
                 problems.append(f"delta {r.first_update_id}-{r.last_update_id} does not bridge {snapshot_id}")
@@ -304,3 +304,13 @@ def test_a_duplicated_diff_is_dropped_not_taken_for_a_gap() -> None:
         assert sync.on_diff(diff) == []  # sent twice while live
     assert sync.counters.duplicates_dropped == 6 and sync.counters.resets == 0
     assert sync.state is SyncState.LIVE
+
+
+def test_usdm_a_diff_that_follows_the_snapshot_directly_bridges_it() -> None:
+    """A snapshot taken right after a diff went out: the next diff's ``pu`` is its id."""
+    from producers.book_sync import DepthDiff
+
+    rule = UsdmBridgeRule()
+    after = DepthDiff(first_id=120, last_id=125, prev_id=100, bids=[], asks=[], exchange_ts=None, receive_ts=0)
+    assert rule.bridges(after, 100) and not rule.stale(after, 100)
+    assert not rule.bridges(after, 99)  # a diff missing in between: no bridge

@@ -4,7 +4,8 @@ Spot (``/api/v3/depth`` + ``<symbol>@depth``): drop diffs with ``u <= lastUpdate
 applied diff has ``U <= lastUpdateId + 1 <= u``; then every ``U`` is the previous ``u + 1``.
 
 USD-M (``/fapi/v1/depth`` + ``<symbol>@depth``): drop diffs with ``u < lastUpdateId``; the first
-applied diff has ``U <= lastUpdateId <= u``; then every ``pu`` is the previous ``u``. Update ids
+applied diff has ``U <= lastUpdateId <= u`` (or ``pu == lastUpdateId``: it directly follows the
+snapshot); then every ``pu`` is the previous ``u``. Update ids
 are shared across symbols, so ``U`` jumps by more than one between two diffs of one symbol.
 """
 
@@ -41,7 +42,11 @@ class UsdmBridgeRule:
         return diff.last_id < snapshot_id
 
     def bridges(self, diff: DepthDiff, snapshot_id: int) -> bool:
-        return diff.first_id <= snapshot_id <= diff.last_id
+        # The documented rule, or a diff whose ``pu`` is the snapshot's id: it follows the
+        # snapshot's last update directly (a snapshot taken just after a diff went out: the
+        # stream's next diff starts after it, and the documented rule alone would refuse every
+        # snapshot of a quiet, caught-up book).
+        return diff.first_id <= snapshot_id <= diff.last_id or diff.prev_id == snapshot_id
 
     def continues(self, diff: DepthDiff, previous: DepthDiff) -> bool:
         return diff.prev_id == previous.last_id
