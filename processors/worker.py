@@ -75,4 +75,8 @@ def run_worker(app: faust.App, loglevel: str = "info") -> None:
     """Run a worker of ``app`` until SIGINT/SIGTERM (what ``faust -A ... worker`` does)."""
     from faust.worker import Worker
 
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel)
+    # At WARN and above Faust adds a terminal spinner that sets the root logger to DEBUG, so that
+    # every library's debug call (aiokafka logs each record sent) builds a log record: off.
+    worker.spinner = None
+    worker.execute_from_commandline()
