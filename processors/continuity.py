@@ -7,8 +7,8 @@ producer instead of trusting it: a record lost or reordered anywhere between the
 agent shows up here.
 
 - Binance spot: ``U <= snapshot + 1 <= u`` for the first delta, then ``U == previous u + 1``.
-- Binance USD-M: ``U <= snapshot <= u`` for the first delta, then ``pu == previous u`` (ids are
-  shared across symbols, so ``U`` jumps).
+- Binance USD-M: ``U <= snapshot <= u`` (or ``pu == snapshot``) for the first delta, then
+  ``pu == previous u`` (ids are shared across symbols, so ``U`` jumps).
 - Coinbase: book records carry the connection's ``sequence_num`` and the previous book record's
   (of the same product) as ``prev_update_id``: every delta, the first after a snapshot too,
   must name the last id applied.
@@ -84,7 +84,9 @@ class BinanceUsdm(Continuity):
     def check(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> Break | None:
         first, last, prev = delta.first_update_id, delta.last_update_id, delta.prev_update_id
         if after_snapshot:
-            if first is not None and last is not None and first <= last_id <= last:
+            # Binance's rule is U <= id <= u; a delta whose pu is the snapshot's id follows it
+            # just as exactly (the snapshot was taken right at the end of the previous delta).
+            if (first is not None and last is not None and first <= last_id <= last) or prev == last_id:
                 return None
             return Break(last_id, first, f"delta U={first} u={last} does not bridge snapshot {last_id}")
         if prev == last_id:

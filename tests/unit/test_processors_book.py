@@ -92,8 +92,15 @@ def test_binance_usdm_bridges_with_u_at_the_snapshot_then_follows_pu() -> None:
 def test_binance_usdm_first_delta_past_the_snapshot_is_a_gap() -> None:
     book = book_for(USDM)
     book.apply(snapshot(USDM, 100))
-    book.apply(delta(USDM, 101, 110, prev=100))
-    assert book.head.health is BookHealth.INVALID
+    book.apply(delta(USDM, 101, 110, prev=95))
+    assert book.head.health is BookHealth.INVALID and "does not bridge snapshot 100" in book.head.detail
+
+
+def test_binance_usdm_delta_right_after_the_snapshot_bridges_by_pu() -> None:
+    book = book_for(USDM)
+    book.apply(snapshot(USDM, 100))  # taken exactly at the end of the delta that ended at 100
+    book.apply(delta(USDM, 104, 110, prev=100))
+    assert book.live and book.head.last_id == 110
 
 
 def test_coinbase_every_delta_names_the_previous_record() -> None:
