@@ -51,6 +51,9 @@ class BookState:
         self.levels = app.Table("book-levels", help="book levels: instrument|side|price -> size", **options)
         self.heads = app.Table("book-heads", help="book heads: instrument -> BookHead (msgpack)", **options)
         self.books: dict[str, Book] = {}
+        #: The tables have been recovered and the books loaded at least once (``/books`` says so:
+        #: before that, the web server is up but the books are not there yet).
+        self.recovered = False
         self.levels.on_recover(self.reload)
 
     def get(self, instrument: str) -> Book | None:
@@ -89,6 +92,7 @@ class BookState:
             (book.bids if side == _BID else book.asks).load(Decimal(price), Decimal(_text(value)))
             levels += 1
         self.books = books
+        self.recovered = True
         log.info("book state loaded from the tables: %d books, %d levels", len(books), levels)
 
 

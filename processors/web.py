@@ -1,6 +1,7 @@
 """The books over Faust's web server.
 
-- ``GET /books``: every book this worker holds, with its health and the venue's last ids.
+- ``GET /books``: every book this worker holds, with its health and the venue's last ids;
+  ``recovered`` is false until the tables are recovered after the worker starts.
 - ``GET /books/{venue}/{symbol}?depth=N``: one book, levels best first as decimal strings
   (``[price, size]`` pairs), all of them without ``depth``; no levels unless the book is LIVE.
   ``symbol`` is the normalized one (``BTC-USDT``) or the venue's own (``BTCUSDT``).
@@ -83,4 +84,4 @@ def register_views(app: faust.App, agent: BookAgent) -> None:
     class AllBooks(View):
         async def get(self, request: Request) -> Response:
             books = [_summary(b) for _, b in sorted(agent.state.books.items())]
-            return self.json({"books": books, "counters": agent.counters})
+            return self.json({"recovered": agent.state.recovered, "books": books, "counters": agent.counters})

@@ -69,15 +69,37 @@ def free_port() -> int:
 
 @dataclass
 class Worker:
-    """A ``tickflow worker`` process and the topics it reads and writes."""
+    """A ``tickflow worker`` process and the topics it reads and writes; ``restart`` stops it
+    (SIGTERM) and starts it again with the same app id, so it recovers its tables."""
 
-    process: subprocess.Popen
+    command: list[str]
+    env: dict[str, str]
     port: int
     log: Path
     book: str
     bbo: str
     depth: str
     dead_letter: str
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.wait_for("the tables recovered", lambda: self.get("/books")["recovered"])
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
@@ -93,6 +115,7 @@ class Worker:
 
     def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
         """Poll ``check`` until true; on failure, show the books' listing and the worker's log."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -132,23 +155,15 @@ def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) ->
         "TICKFLOW_PROCESSORS__DEPTH_INTERVAL": "0.5",
         "TICKFLOW_PROCESSORS__DEPTH_LEVELS": "5",
     }
-    log = tmp_path / "worker.log"
     tickflow = str(Path(sys.executable).parent / "tickflow")
     command = [tickflow, "worker", "--app-id", f"test-books-{uuid.uuid4().hex[:8]}", "--web-port", str(port),
                "--store", "memory://"]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    w = Worker(process, port, log, names["book"], names["bbo"], names["depth"], names["dlq"])
+    w = Worker(command, env, port, tmp_path / "worker.log", names["book"], names["bbo"], names["depth"], names["dlq"])
     try:
-        w.wait_for("the web server", lambda: "books" in w.get("/books"))
+        w.start()
         yield w
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        w.stop()
 
 
 class BookTopicOnly:
@@ -233,6 +248,12 @@ def test_books_from_the_agent_equal_the_venues_and_a_gap_marker_holds_a_book_unt
     assert all(b["health"] == "LIVE" and b["continuity_checked"] for b in listing)
     assert sum(b["counters"]["invalidations"] for b in listing) >= len(marked)
 
+    # Stopped and started again (memory store): the books come back from the changelog topics.
+    worker.restart()
+    for (venue, symbol), expected in truth.items():
+        book = worker.book_of(venue, symbol)
+        assert book is not None and book["health"] == "LIVE" and as_book(book) == as_book(expected), (venue, symbol)
+
     # A gap marker by hand: the book is INVALID, deltas do not revive it, the next snapshot does.
     venue = "binance-spot"
     symbol = sorted(s for v, s in truth if v == venue)[0]
@@ -280,4 +301,4 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_agent_goes_on(worker: W
     assert isinstance(letter, DeadLetter)
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (worker.book, 0, 0)
     assert letter.source_value == b"not avro at all" and letter.error_type == "MalformedPayload"
-    assert letter.consumer == "processors.books" and worker.process.poll() is None
+    assert letter.consumer == "processors.books" and worker.process is not None and worker.process.poll() is None
