@@ -54,7 +54,11 @@ class BookState:
         #: The tables have been recovered and the books loaded at least once (``/books`` says so:
         #: before that, the web server is up but the books are not there yet).
         self.recovered = False
+        # Faust finishes each table's recovery in its own task, then calls that table's callbacks:
+        # reloading after each of the two means the last reload sees both tables complete. The
+        # agent's streams resume only after all of them.
         self.levels.on_recover(self.reload)
+        self.heads.on_recover(self.reload)
 
     def get(self, instrument: str) -> Book | None:
         return self.books.get(instrument)
