@@ -107,6 +107,26 @@ def produce_cmd(
     asyncio.run(produce(_settings(config), load_produce_config(feeds)))
 
 
+@app.command("worker")
+def worker_cmd(
+    config: ConfigOption = None,
+    app_id: Annotated[str | None, typer.Option(help="Faust app id (consumer group, changelog topic prefix).")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of the web server (/books).")] = None,
+    store: Annotated[str | None, typer.Option(help="Table store: rocksdb:// (default) or memory://.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Faust's log level.")] = "info",
+) -> None:
+    """Run a processors worker (the Faust app: order-book agent) until SIGTERM/SIGINT.
+
+    Settings: TICKFLOW_PROCESSORS__* variables (processors/settings.py); the options override them.
+    """
+    from processors.settings import ProcessorSettings
+    from processors.worker import create_app, run_worker
+
+    overrides = {"app_id": app_id, "web_port": web_port, "store": store}
+    processors = ProcessorSettings(**{k: v for k, v in overrides.items() if v is not None})
+    run_worker(create_app(_settings(config), processors), loglevel=loglevel)
+
+
 @app.command("simulate")
 def simulate_cmd(
     venue: Annotated[str, typer.Argument(help="binance-spot, binance-usdm or coinbase")],

@@ -103,7 +103,7 @@ def test_every_schema_has_a_python_type() -> None:
 def test_every_market_record_carries_the_instrument_and_both_times() -> None:
     header = ["venue", "market", "symbol", "venue_symbol", "exchange_ts", "receive_ts"]
     market = [cls for cls in EVENT_TYPES.values() if issubclass(cls, MarketEvent)]
-    assert len(market) == 5
+    assert len(market) == 7
     for cls in market:
         fields = [f["name"] for f in CONTRACT[cls.avro_name].schema["fields"]]
         assert fields[: len(header)] == header, cls.avro_name

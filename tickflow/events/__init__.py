@@ -2,6 +2,7 @@
 
 from tickflow.events.base import Event, MarketEvent, PriceLevel
 from tickflow.events.enums import (
+    BookHealth,
     BookResetReason,
     BookUpdateKind,
     ConnectorState,
@@ -14,7 +15,9 @@ from tickflow.events.enums import (
 )
 from tickflow.events.market import (
     BestBidOffer,
+    BookDepth,
     BookReset,
+    BookTop,
     BookUpdate,
     ConnectorStatus,
     Instrument,
@@ -34,6 +37,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BookReset,
         Kline,
         BestBidOffer,
+        BookTop,
+        BookDepth,
         ConnectorStatus,
         RawFrame,
         Instrument,
@@ -50,8 +55,11 @@ __all__ = [
     "EVENT_TYPES",
     "AmendOrder",
     "BestBidOffer",
+    "BookDepth",
+    "BookHealth",
     "BookReset",
     "BookResetReason",
+    "BookTop",
     "BookUpdate",
     "BookUpdateKind",
     "CancelOrder",

@@ -33,6 +33,12 @@ class BookResetReason(StrEnum):
     OTHER = "OTHER"
 
 
+class BookHealth(StrEnum):
+    AWAITING_SNAPSHOT = "AWAITING_SNAPSHOT"
+    LIVE = "LIVE"
+    INVALID = "INVALID"
+
+
 class ConnectorState(StrEnum):
     CONNECTING = "CONNECTING"
     CONNECTED = "CONNECTED"

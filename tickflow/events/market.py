@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tickflow.events.base import Event, MarketEvent, PriceLevel
-from tickflow.events.enums import BookResetReason, BookUpdateKind, ConnectorState, MarketType, Side
+from tickflow.events.enums import BookHealth, BookResetReason, BookUpdateKind, ConnectorState, MarketType, Side
 
 
 class Trade(MarketEvent, kw_only=True):
@@ -63,6 +63,33 @@ class BestBidOffer(MarketEvent, kw_only=True):
     ask_price: Decimal
     ask_size: Decimal
     update_id: int | None = None
+
+
+class BookTop(MarketEvent, kw_only=True):
+    """Best bid/offer of the order-book agent's validated book (``processors/``)."""
+
+    avro_name = "tickflow.BookTop"
+    processed_ts: int
+    health: BookHealth
+    detail: str = ""
+    update_id: int | None = None
+    bid_price: Decimal | None = None
+    bid_size: Decimal | None = None
+    ask_price: Decimal | None = None
+    ask_size: Decimal | None = None
+
+
+class BookDepth(MarketEvent, kw_only=True):
+    """Top levels of the order-book agent's validated book (``processors/``)."""
+
+    avro_name = "tickflow.BookDepth"
+    processed_ts: int
+    health: BookHealth
+    detail: str = ""
+    update_id: int | None = None
+    depth: int
+    bids: list[PriceLevel]
+    asks: list[PriceLevel]
 
 
 class ConnectorStatus(Event, kw_only=True):

@@ -1,0 +1,103 @@
+"""The order-book agent: ``tickflow.book`` in, validated books in table state, best bid/offer
+on every change and top-N depth at an interval out, the books served over HTTP.
+
+Records are applied in partition order, one instrument per key, by ``Book.apply``; what a record
+changed is written to the tables (``state.py``) before the next is read. Outputs:
+
+- ``BookTop`` on the bbo topic whenever the best bid or offer (price, size) or the book's health
+  changes, from the record that changed it;
+- ``BookDepth`` on the depth topic every ``depth_interval`` seconds for each book that changed
+  meanwhile (a timer: a depth record per delta would multiply the topic's volume for nothing);
+- ``DeadLetter`` for a record that cannot be decoded, is not a book record, or is impossible.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from processors.book import Book, Top, implausible
+from processors.codec import AvroSerializer, Undecodable
+from processors.outputs import book_depth, book_top, dead_letter
+from processors.settings import ProcessorSettings
+from processors.state import BookState
+from tickflow.codec import AvroCodec
+from tickflow.events import BookReset, BookUpdate, Event
+
+log = logging.getLogger(__name__)
+
+
+class BookAgent:
+    """Declares the agent, its tables, topics, timer and web views on a Faust app."""
+
+    def __init__(self, app: faust.App, codec: AvroCodec, settings: ProcessorSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.state = BookState(app, settings.store, settings.changelog_partitions())
+        self.source = app.topic(settings.book_topic, key_serializer="raw", value_serializer=AvroSerializer(codec))
+        self.bbo = self._output(codec, settings.bbo_topic)
+        self.depth = self._output(codec, settings.depth_topic)
+        self.dead_letters = self._output(codec, settings.dead_letter_topic)
+        self._tops: dict[str, Top] = {}  # last best bid/offer published, per instrument
+        self._changed: set[str] = set()  # instruments changed since the last depth records
+        self.counters = {"records": 0, "dead_letters": 0, "bbo": 0, "depth": 0}
+        app.agent(self.source, name="books")(self.process)
+        app.timer(settings.depth_interval, name="books.depth")(self.publish_depth)
+        from processors.web import register_views
+
+        register_views(app, self)
+
+    def _output(self, codec: AvroCodec, topic: str) -> Any:
+        return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
+
+    async def process(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self.on_record(event.message, event.value)
+
+    async def on_record(self, message: Any, value: object) -> None:
+        self.counters["records"] += 1
+        if isinstance(value, Undecodable):
+            await self._dead_letter(message, value.error_type, value.reason)
+            return
+        if not isinstance(value, (BookUpdate, BookReset)):
+            kind = type(value).__name__ if isinstance(value, Event) else repr(type(value))
+            await self._dead_letter(message, "UnexpectedRecord", f"{kind} on the book topic")
+            return
+        if isinstance(value, BookUpdate) and (problem := implausible(value)) is not None:
+            await self._dead_letter(message, "ImplausibleRecord", problem)
+            return
+        instrument = value.key
+        book = self.state.get(instrument)
+        if book is None:
+            book = Book.of(value)
+            self.state.add(instrument, book)
+        was_live = book.live
+        applied = book.apply(value)
+        self.state.write(instrument, book, applied)
+        if applied.skipped and was_live:
+            log.debug("%s: %s", instrument, applied.skipped)
+        if applied.head_changed:
+            self._changed.add(instrument)
+            top = book.top()
+            if top != self._tops.get(instrument):
+                self._tops[instrument] = top
+                await self.bbo.send(key=instrument.encode(), value=book_top(book, top))
+                self.counters["bbo"] += 1
+
+    async def publish_depth(self) -> None:
+        changed, self._changed = self._changed, set()
+        for instrument in sorted(changed):
+            book = self.state.get(instrument)
+            if book is not None:
+                await self.depth.send(key=instrument.encode(), value=book_depth(book, self.settings.depth_levels))
+                self.counters["depth"] += 1
+
+    async def _dead_letter(self, message: Any, error_type: str, reason: str) -> None:
+        self.counters["dead_letters"] += 1
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        log.warning("dead letter %s: %s: %s", where, error_type, reason)
+        record = dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
+                             error_type, reason)  # fmt: skip
+        await self.dead_letters.send(key=message.topic.encode(), value=record)

@@ -1,0 +1,47 @@
+"""The order-book agent's output records, built from a ``Book``: best bid/offer, top-N depth,
+dead letters."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from processors.book import Book, Top
+from tickflow.events import BookDepth, BookTop, DeadLetter, PriceLevel
+
+CONSUMER = "processors.books"
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _header(book: Book) -> dict:
+    h = book.head
+    return {"venue": h.venue, "market": h.market, "symbol": h.symbol, "venue_symbol": h.venue_symbol,
+            "exchange_ts": h.exchange_ts, "receive_ts": h.receive_ts, "health": h.health, "detail": h.detail,
+            "update_id": h.last_id}  # fmt: skip
+
+
+def book_top(book: Book, top: Top) -> BookTop:
+    _, bid, ask = top
+    return BookTop(**_header(book), processed_ts=now_us(),
+                   bid_price=bid[0] if bid else None, bid_size=bid[1] if bid else None,
+                   ask_price=ask[0] if ask else None, ask_size=ask[1] if ask else None)  # fmt: skip
+
+
+def _levels(levels: list[tuple[Decimal, Decimal]]) -> list[PriceLevel]:
+    return [PriceLevel(price, size) for price, size in levels]
+
+
+def book_depth(book: Book, depth: int) -> BookDepth:
+    bids, asks = book.depth(depth)
+    return BookDepth(**_header(book), processed_ts=now_us(), depth=depth, bids=_levels(bids), asks=_levels(asks))
+
+
+def dead_letter(
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error_type: str, reason: str
+) -> DeadLetter:
+    return DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, source_key=key,
+                      source_value=value, error_type=error_type, reason=reason, consumer=CONSUMER,
+                      ts=now_us())  # fmt: skip

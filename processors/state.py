@@ -1,0 +1,104 @@
+"""The books in Faust table state, and the in-memory index the agent works on.
+
+Two tables, both changelogged to compacted topics:
+
+- ``book-levels``: one entry per (instrument, side, price) -> size. Why per level and not one
+  entry per book: Faust writes every table assignment to the changelog, so a table of whole
+  books would write the full book (thousands of levels) for each delta of a few. Keyed per
+  level, a delta writes one record per level it really changes (``levels.Side.apply``), a
+  snapshot one per level that differs from the book it replaces, a removal one tombstone; and
+  compaction keeps the changelog at about the size of the books themselves. (The other choice,
+  a log of per-instrument deltas, would grow forever: compaction cannot fold deltas.)
+- ``book-heads``: one entry per instrument -> ``BookHead`` (health, the venue's last ids, times),
+  written once per record applied: continuity is checked against it after a restart.
+
+Faust sends a table change to the changelog partition of the record being processed, so both
+tables are partitioned exactly like the book topic: the levels of ``venue:symbol`` live in its
+partition whatever their key hashes to.
+
+The agent reads and changes ``Book`` objects in memory (a dict and a heap per side: the best
+price without scanning); the tables are only written, and read back in one pass when Faust has
+recovered them (start, rebalance).
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from processors.book import Applied, Book, BookHead
+
+log = logging.getLogger(__name__)
+
+_head_encoder = msgspec.msgpack.Encoder()
+_head_decoder = msgspec.msgpack.Decoder(BookHead)
+_BID, _ASK = "b", "a"
+
+
+def level_key(instrument: str, side: str, price: Decimal) -> bytes:
+    """``venue:symbol|b|65000.01``: prices in plain notation without trailing zeros."""
+    return f"{instrument}|{side}|{price.normalize():f}".encode()
+
+
+class BookState:
+    """Books by instrument key (``venue:symbol``), in memory and in the two tables."""
+
+    def __init__(self, app: Any, store: str, partitions: int) -> None:
+        options = {"partitions": partitions, "store": store, "key_type": bytes, "value_type": bytes}
+        self.levels = app.Table("book-levels", help="book levels: instrument|side|price -> size", **options)
+        self.heads = app.Table("book-heads", help="book heads: instrument -> BookHead (msgpack)", **options)
+        self.books: dict[str, Book] = {}
+        #: The tables have been recovered and the books loaded at least once (``/books`` says so:
+        #: before that, the web server is up but the books are not there yet).
+        self.recovered = False
+        # Faust finishes each table's recovery in its own task, then calls that table's callbacks:
+        # reloading after each of the two means the last reload sees both tables complete. The
+        # agent's streams resume only after all of them.
+        self.levels.on_recover(self.reload)
+        self.heads.on_recover(self.reload)
+
+    def get(self, instrument: str) -> Book | None:
+        return self.books.get(instrument)
+
+    def add(self, instrument: str, book: Book) -> None:
+        self.books[instrument] = book
+
+    def write(self, instrument: str, book: Book, applied: Applied) -> None:
+        """Write what one record changed (inside the agent: Faust needs the current record)."""
+        levels = self.levels
+        for side, changes in ((_BID, applied.bids), (_ASK, applied.asks)):
+            for price, size in changes:
+                key = level_key(instrument, side, price)
+                if size is None:
+                    try:
+                        del levels[key]  # the tombstone goes out first, then the store forgets it
+                    except KeyError:
+                        log.warning("%s: level %s was not in the table", instrument, key)
+                else:
+                    levels[key] = f"{size.normalize():f}".encode()
+        if applied.head_changed:
+            self.heads[instrument.encode()] = _head_encoder.encode(book.head)
+
+    async def reload(self) -> None:
+        """Rebuild the in-memory books from the tables (Faust calls this once they are recovered)."""
+        books: dict[str, Book] = {}
+        for key, value in self.heads.items():
+            books[_text(key)] = Book(_head_decoder.decode(value))
+        levels = 0
+        for key, value in self.levels.items():
+            instrument, side, price = _text(key).rsplit("|", 2)
+            book = books.get(instrument)
+            if book is None:
+                continue  # levels without a head: never written that way; ignore rather than guess
+            (book.bids if side == _BID else book.asks).load(Decimal(price), Decimal(_text(value)))
+            levels += 1
+        self.books = books
+        self.recovered = True
+        log.info("book state loaded from the tables: %d books, %d levels", len(books), levels)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,87 @@
+"""The books over Faust's web server.
+
+- ``GET /books``: every book this worker holds, with its health and the venue's last ids;
+  ``recovered`` is false until the tables are recovered after the worker starts.
+- ``GET /books/{venue}/{symbol}?depth=N``: one book, levels best first as decimal strings
+  (``[price, size]`` pairs), all of them without ``depth``; no levels unless the book is LIVE.
+  ``symbol`` is the normalized one (``BTC-USDT``) or the venue's own (``BTCUSDT``).
+
+A worker answers for the books of its own partitions; routing a request to the worker that
+holds the book (Faust's ``table_route``) comes with running several workers.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.web import Request, Response, View
+
+from processors.book import Book
+
+if TYPE_CHECKING:
+    from processors.books import BookAgent
+
+
+def _decimal(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def _summary(book: Book) -> dict[str, Any]:
+    head = book.head
+    return {
+        "venue": head.venue,
+        "market": head.market.value,
+        "symbol": head.symbol,
+        "venue_symbol": head.venue_symbol,
+        "health": head.health.value,
+        "detail": head.detail,
+        "continuity_checked": book.rule.checked,
+        "snapshot_id": head.snapshot_id,
+        "last_update_id": head.last_id,
+        "exchange_ts": head.exchange_ts,
+        "receive_ts": head.receive_ts,
+        "levels": {"bids": len(book.bids.levels), "asks": len(book.asks.levels)},
+        "counters": vars(book.counters),
+    }
+
+
+def book_json(book: Book, depth: int | None) -> dict[str, Any]:
+    bids, asks = book.depth(depth)
+    return {
+        **_summary(book),
+        "bids": [[_decimal(p), _decimal(s)] for p, s in bids],
+        "asks": [[_decimal(p), _decimal(s)] for p, s in asks],
+    }
+
+
+def register_views(app: faust.App, agent: BookAgent) -> None:
+    def find(venue: str, symbol: str) -> Book | None:
+        book = agent.state.get(f"{venue}:{symbol}")
+        if book is None:  # the venue's own symbol
+            book = next((b for b in agent.state.books.values()
+                         if b.head.venue == venue and b.head.venue_symbol == symbol), None)  # fmt: skip
+        return book
+
+    @app.page("/books/{venue}/{symbol}")
+    class OneBook(View):
+        async def get(self, request: Request, venue: str, symbol: str) -> Response:
+            depth: int | None = None
+            if "depth" in request.query:
+                try:
+                    depth = int(request.query["depth"])
+                except ValueError:
+                    depth = 0
+                if depth < 1:
+                    return self.json({"error": "depth must be a positive integer"}, status=400)
+            book = find(venue, symbol)
+            if book is None:
+                return self.json({"error": f"no book {venue}:{symbol} on this worker"}, status=404)
+            return self.json(book_json(book, depth))
+
+    @app.page("/books")
+    class AllBooks(View):
+        async def get(self, request: Request) -> Response:
+            books = [_summary(b) for _, b in sorted(agent.state.books.items())]
+            return self.json({"recovered": agent.state.recovered, "books": books, "counters": agent.counters})

@@ -1,0 +1,82 @@
+"""Building and running the processors' Faust app.
+
+``create_app`` is the one place the app is made: ``processors.app`` (for ``faust -A
+processors.app worker``) and ``tickflow worker`` both call it, so both run the same agents with
+the same settings. Kafka and the registry come from tickflow's ``Settings``; the rest from
+``ProcessorSettings``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from processors.settings import ProcessorSettings
+from tickflow.codec import AvroCodec
+from tickflow.config import KafkaSettings, Settings
+from tickflow.errors import ConfigError
+from tickflow.registry import SchemaRegistry
+
+
+def broker_urls(kafka: KafkaSettings) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",") if server.strip()]
+
+
+def broker_credentials(kafka: KafkaSettings) -> Any:
+    """Faust's credentials for the security settings every tickflow client shares."""
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
+        if kafka.ssl_certificate_location:
+            password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None
+            context.load_cert_chain(kafka.ssl_certificate_location, kafka.ssl_key_location, password)
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if kafka.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ConfigError(f"the processors do not support SASL mechanism {kafka.sasl_mechanism} yet")
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+    return faust.SASLCredentials(
+        username=kafka.sasl_username, password=password, ssl_context=context, mechanism=kafka.sasl_mechanism
+    )
+
+
+def create_app(settings: Settings, processors: ProcessorSettings | None = None) -> faust.App:
+    """The Faust app with every processor agent declared on it."""
+    from processors.books import BookAgent
+
+    processors = processors or ProcessorSettings()
+    datadir = processors.data_dir / processors.app_id
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust does not make it
+    app = faust.App(
+        processors.app_id,
+        broker=broker_urls(settings.kafka),
+        broker_credentials=broker_credentials(settings.kafka),
+        store=processors.store,
+        datadir=str(datadir),
+        topic_partitions=processors.changelog_partitions(),
+        topic_replication_factor=processors.replication_factor,
+        web_host=processors.web_host,
+        web_port=processors.web_port,
+        web_enabled=True,
+        autodiscover=False,
+        # Agents are declared by create_app, not by importing modules.
+        origin="processors.app",
+    )
+    codec = AvroCodec(SchemaRegistry(settings.registry))
+    app.tickflow_books = BookAgent(app, codec, processors)  # type: ignore[attr-defined]
+    return app
+
+
+def run_worker(app: faust.App, loglevel: str = "info") -> None:
+    """Run a worker of ``app`` until SIGINT/SIGTERM (what ``faust -A ... worker`` does)."""
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=loglevel)
+    # At WARN and above Faust adds a terminal spinner that sets the root logger to DEBUG, so that
+    # every library's debug call (aiokafka logs each record sent) builds a log record: off.
+    worker.spinner = None
+    worker.execute_from_commandline()
