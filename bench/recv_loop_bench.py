@@ -4,11 +4,11 @@ Measures CPU-µs per frame (this process, all threads) and frames per second for
 ``--frames`` messages from ``tickflow simulate binance-spot --synthetic --rate 0`` (full speed,
 ``--symbols`` symbols, all four Binance streams), with the frame handler doing nothing but count:
 
-* ``session``: ``producers.connection.WebSocketSession``, the producer's read loop as it is (per
-  frame: a task for ``ws.recv()`` and ``asyncio.wait`` on it and the stop event, with the silence
-  timeout);
+* ``session``: ``producers.connection.WebSocketSession``, the producer's read loop as it is (frames
+  split straight from the socket's bytes once the handshake is done; 57.9 CPU-µs per frame when
+  it made a task for ``ws.recv()`` and an ``asyncio.wait`` per frame);
 * ``recv``: a plain ``await ws.recv()`` loop on the same ``websockets`` client, for reference: the
-  library's own cost per frame.
+  library's own cost per frame (2026-11-22: 10.7 µs, against 2.3 for ``session``).
 
 A fresh simulator serves each round; the variants alternate and the median per variant is printed.
 Found while measuring ``bench/vs_cryptofeed.py``: the end-to-end CPU per event is about three
