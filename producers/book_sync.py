@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from tickflow.errors import MalformedFrame
 from tickflow.events import BookResetReason
 
 Level = tuple[Decimal, Decimal]  # (price, size), exact: decoded once from the venue's strings
@@ -46,6 +47,10 @@ class DepthDiff(msgspec.Struct, frozen=True):
     asks: list[Level]
     exchange_ts: int | None
     receive_ts: int
+    #: The venue's levels still undecoded (``bids``/``asks`` empty until then): a diff buffered
+    #: while its book waits for a snapshot is mostly dropped as stale, so its levels are
+    #: decoded only if it is applied (``BookSync(decode_levels=...)``).
+    undecoded: Any = None
 
 
 class DepthSnapshot(msgspec.Struct, frozen=True):
@@ -200,8 +205,17 @@ class BookSync:
     updates directly for diffs that continue a live book; see ``BinanceStream``).
     """
 
-    def __init__(self, rule: BridgeRule, *, max_buffer: int = 10_000, book: Any = None) -> None:
+    def __init__(
+        self,
+        rule: BridgeRule,
+        *,
+        max_buffer: int = 10_000,
+        book: Any = None,
+        decode_levels: Callable[[DepthDiff], DepthDiff] | None = None,
+    ) -> None:
         self.rule = rule
+        #: Decodes the levels of a diff buffered undecoded; raises ``MalformedFrame`` if they are bad.
+        self.decode_levels = decode_levels
         self.state = SyncState.AWAITING_SNAPSHOT
         self.book = book if book is not None else OrderBook()
         self.counters = SyncCounters()
@@ -277,6 +291,15 @@ class BookSync:
                     "gap among the buffered diffs",
                     keep=None,
                 )
+            if diff.undecoded is not None:
+                assert self.decode_levels is not None, "an undecoded diff needs decode_levels"
+                try:
+                    diff = self.decode_levels(diff)
+                except MalformedFrame as exc:  # its ids were fine, its levels are not: a hole
+                    return out + self._reset(
+                        BookResetReason.SEQUENCE_GAP, self.rule.received(diff), None,
+                        f"buffered diff with unusable levels: {exc}", keep=None,
+                    )  # fmt: skip
             out += self._apply(diff)
             if self.state is not SyncState.LIVE:
                 return out

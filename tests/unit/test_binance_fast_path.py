@@ -92,7 +92,7 @@ def streams(
     generic = BinanceStream(venue, symbols, reference, request_snapshot=generic_requests.append)
     assert generic.fast is None
     for s in generic.syncs:  # the reference keeps Decimal books, as before the compiled book
-        generic.syncs[s] = BookSync(generic.syncs[s].rule)
+        generic.syncs[s] = BookSync(generic.syncs[s].rule, decode_levels=generic.parser.decode_levels)
     fast.requests, generic.requests = fast_requests, generic_requests  # type: ignore[attr-defined]
     return fast, client, generic, reference
 

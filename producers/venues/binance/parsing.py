@@ -7,6 +7,7 @@ stay the venue's strings until they become ``Decimal``: exact, never a float.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from urllib.parse import parse_qs, urlparse
 
@@ -132,6 +133,7 @@ _snapshot = msgspec.json.Decoder(_Snapshot)
 
 #: The decoders the compiled path (``tickflow._hotpath.BinanceFastPath``) uses: the same
 #: structs as the generic path's, except depth levels kept as text.
+_depth_undecoded = msgspec.json.Decoder(_DepthText)
 FAST_DECODERS = {**_decoders, "envelope": _envelope, "depth": msgspec.json.Decoder(_DepthText)}
 DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
@@ -152,20 +154,38 @@ class BinanceParser:
         self.symbol_names = symbol_names or {}
         self._static: dict[str, dict] = {}
 
-    def parse(self, frame: str | bytes, receive_ts: int) -> tuple[str, list[Event | SymbolDiff]] | Control:
-        """A data frame -> (its stream name, its events); a reply to a request -> ``Control``."""
+    def parse(
+        self, frame: str | bytes, receive_ts: int, buffering: Callable[[str], bool] | None = None
+    ) -> tuple[str, list[Event | SymbolDiff]] | Control:
+        """A data frame -> (its stream name, its events); a reply to a request -> ``Control``.
+        A depth diff of a stream for which ``buffering(stream)`` is true (its book waits for a
+        snapshot) keeps its levels undecoded: most such diffs end up stale, never applied."""
         try:
             envelope = _envelope.decode(frame)
             if envelope.stream is None or not envelope.data:
                 if envelope.id is None:
                     raise MalformedFrame(f"{self.venue}: neither market data nor a reply: {frame[:200]!r}")
                 return Control(envelope.id, bytes(envelope.error).decode() if envelope.error else None)
-            decoder = _decoders.get(channel(envelope.stream))
+            kind = channel(envelope.stream)
+            if kind == "depth" and buffering is not None and buffering(envelope.stream):
+                ids = _depth_undecoded.decode(envelope.data)
+                diff = DepthDiff(ids.U, ids.u, ids.pu, [], [], (ids.T or ids.E) * 1000, receive_ts,
+                                 undecoded=envelope.data)  # fmt: skip
+                return envelope.stream, [SymbolDiff(ids.s, diff)]
+            decoder = _decoders.get(kind)
             if decoder is None:
                 raise MalformedFrame(f"unknown stream {envelope.stream!r}")
             return envelope.stream, [self._normalize(decoder.decode(envelope.data), receive_ts)]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise MalformedFrame(f"{self.venue}: {exc}") from None
+
+    def decode_levels(self, diff: DepthDiff) -> DepthDiff:
+        """The levels of a diff parsed with ``buffering``, decoded exactly as ``parse`` would."""
+        try:
+            full = _decoders["depth"].decode(diff.undecoded)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise MalformedFrame(f"{self.venue}: {exc}") from None
+        return DepthDiff(diff.first_id, diff.last_id, diff.prev_id, full.b, full.a, diff.exchange_ts, diff.receive_ts)
 
     @staticmethod
     def snapshot_symbol(url: str) -> str:

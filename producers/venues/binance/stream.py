@@ -73,7 +73,12 @@ class BinanceStream:
         names = symbol_names or {}
         self.parser = BinanceParser(venue.name, venue.market, names)
         rule = SpotBridgeRule() if venue.spot else UsdmBridgeRule()
-        self.syncs = {s: BookSync(rule, book=compiled.Book() if compiled else None) for s in symbols}
+        self.syncs = {
+            s: BookSync(rule, book=compiled.Book() if compiled else None, decode_levels=self.parser.decode_levels)
+            for s in symbols
+        }
+        # Streams whose book waits for a snapshot: their diffs are buffered with levels undecoded.
+        self._book_of_stream: dict[str, BookSync] = {}
         self.books = {
             s: BookEvents(venue.name, venue.market, names.get(s) or normalize_symbol(s), s, rule) for s in symbols
         }
@@ -97,7 +102,7 @@ class BinanceStream:
         ``Control`` for a reply to a subscribe request, or None for a malformed frame (counted)."""
         self.counters.frames += 1
         try:
-            parsed = self.parser.parse(frame, receive_ts)
+            parsed = self.parser.parse(frame, receive_ts, self._buffering)
         except MalformedFrame as exc:
             self.counters.malformed(str(exc))
             return None
@@ -113,6 +118,15 @@ class BinanceStream:
                 self.sink.send(_TOPIC_OF[type(item)], item)
                 self.counters.events += 1
         return stream
+
+    def _buffering(self, stream: str) -> bool:
+        sync = self._book_of_stream.get(stream)
+        if sync is None:
+            sync = self.syncs.get(stream.partition("@")[0].upper())
+            if sync is None:
+                return False
+            self._book_of_stream[stream] = sync
+        return sync.state is SyncState.AWAITING_SNAPSHOT
 
     def on_snapshot(self, symbol: str, body: str | bytes, receive_ts: int) -> None:
         """A REST depth snapshot of ``symbol`` arrived: bridge the buffered diffs onto it.
