@@ -13,7 +13,7 @@ import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -85,29 +85,24 @@ class RestClient:
             self.limiter.back_off(float(retry_after) if retry_after.isdigit() else DEFAULT_RETRY_AFTER)
 
 
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, WeightedRateLimiter]] = (
-    weakref.WeakKeyDictionary()
-)
+#: Per event loop (a test runs several), per venue: what every feed of a venue in the process shares.
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[type, str], Any]] = weakref.WeakKeyDictionary()
+
+
+def _shared_per_venue(kind: type[T], venue: str, make: Callable[[], T]) -> T:
+    per_loop = _shared.setdefault(asyncio.get_running_loop(), {})
+    item = per_loop.get((kind, venue))
+    if item is None:
+        item = per_loop[(kind, venue)] = make()
+    return item
 
 
 def shared_pacer(venue: str, per_second: float) -> RequestPacer:
-    """One subscribe-request pacer per venue in a process (per event loop), for venues that
-    count messages per IP."""
-    per_venue = _pacers.setdefault(asyncio.get_running_loop(), {})
-    pacer = per_venue.get(venue)
-    if pacer is None:
-        pacer = per_venue[venue] = RequestPacer(per_second)
-    return pacer
-
-
-_pacers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, RequestPacer]] = weakref.WeakKeyDictionary()
+    """One subscribe-request pacer per venue, for venues that count messages per IP."""
+    return _shared_per_venue(RequestPacer, venue, lambda: RequestPacer(per_second))
 
 
 def shared_limiter(venue: str, capacity: int, window_seconds: float = 60.0) -> WeightedRateLimiter:
-    """One limiter per venue in a process (per event loop): every feed and connection of a venue
-    shares the IP's budget, as the venue counts it."""
-    per_venue = _limiters.setdefault(asyncio.get_running_loop(), {})
-    limiter = per_venue.get(venue)
-    if limiter is None:
-        limiter = per_venue[venue] = WeightedRateLimiter(capacity, window_seconds)
-    return limiter
+    """One REST limiter per venue: every feed and connection of a venue shares the IP's budget,
+    as the venue counts it."""
+    return _shared_per_venue(WeightedRateLimiter, venue, lambda: WeightedRateLimiter(capacity, window_seconds))

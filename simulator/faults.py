@@ -134,12 +134,8 @@ class MessageFaults:
         """Append what goes on the wire for one message (maybe nothing, maybe more)."""
         faults, stats = self.faults, self.stats
         if faults.quiet_after is not None and time.monotonic() - self.opened >= faults.quiet_after:
-            held = self.held.pop(key, None)  # a message held back goes out before the quiet tail
             out.append(text)
-            if held is not None:
-                out.append(held[0])
-                stats.reordered_depth += 1
-                stats.injected.append(Injected(self.connection, "reorder", key, symbol, 0, held[1], held[2], last_id))
+            self._release_held(out, key, symbol, last_id)  # a message held back goes out before the quiet tail
             return
         self.frames += 1
         if faults.malformed_every and self.frames % faults.malformed_every == 0:
@@ -164,9 +160,13 @@ class MessageFaults:
             out.append(text)
             stats.duplicated_depth += 1
             stats.injected.append(Injected(record[0], "duplicate", *record[1:]))
+        self._release_held(out, key, symbol, last_id)
+
+    def _release_held(self, out: list[str], key: str, symbol: str, last_id: int) -> None:
+        """The message held back on ``key`` goes out after the one that overtook it (``last_id``)."""
         held = self.held.pop(key, None)
         if held is not None:
             out.append(held[0])
-            stats.reordered_depth += 1
+            self.stats.reordered_depth += 1
             # Recorded as the held message (its ids), swapped with the one that overtook it.
-            stats.injected.append(Injected(self.connection, "reorder", key, symbol, 0, held[1], held[2], last_id))
+            self.stats.injected.append(Injected(self.connection, "reorder", key, symbol, 0, held[1], held[2], last_id))

@@ -650,6 +650,24 @@ def scaled_text(str text):
     return _py_int(<i128>coef)
 
 
+cdef int _double(i128** keys, i128** sizes, int** spellings, Py_ssize_t capacity) except -1:
+    """Doubles the three parallel arrays of a level store (two spellings per level); on failure
+    the arrays grown so far stay valid, and the store keeps its old capacity."""
+    cdef i128* grown = <i128*>PyMem_Realloc(keys[0], 2 * capacity * sizeof(i128))
+    if grown == NULL:
+        raise MemoryError()
+    keys[0] = grown
+    grown = <i128*>PyMem_Realloc(sizes[0], 2 * capacity * sizeof(i128))
+    if grown == NULL:
+        raise MemoryError()
+    sizes[0] = grown
+    cdef int* grown_spellings = <int*>PyMem_Realloc(spellings[0], 4 * capacity * sizeof(int))
+    if grown_spellings == NULL:
+        raise MemoryError()
+    spellings[0] = grown_spellings
+    return 0
+
+
 cdef class _Levels:
     """Price levels at scale 18, in the order they came: a diff's side, parsed once."""
 
@@ -674,21 +692,8 @@ cdef class _Levels:
         PyMem_Free(self.spellings)
 
     cdef int append(self, i128 price, i128 size, int price_spelling, int size_spelling) except -1:
-        cdef i128* grown
-        cdef int* grown_spellings
         if self.n == self.capacity:
-            grown = <i128*>PyMem_Realloc(self.prices, 2 * self.capacity * sizeof(i128))
-            if grown == NULL:
-                raise MemoryError()
-            self.prices = grown
-            grown = <i128*>PyMem_Realloc(self.sizes, 2 * self.capacity * sizeof(i128))
-            if grown == NULL:
-                raise MemoryError()
-            self.sizes = grown
-            grown_spellings = <int*>PyMem_Realloc(self.spellings, 4 * self.capacity * sizeof(int))
-            if grown_spellings == NULL:
-                raise MemoryError()
-            self.spellings = grown_spellings
+            _double(&self.prices, &self.sizes, &self.spellings, self.capacity)
             self.capacity *= 2
         self.prices[self.n] = price
         self.sizes[self.n] = size
@@ -826,26 +831,13 @@ cdef class _BookSide:
         cdef i128 rank = price if self.sign > 0 else -price
         cdef Py_ssize_t i = self._find(rank)
         cdef bint found = i < self.n and self.ranks[i] == rank
-        cdef i128* grown
-        cdef int* grown_spellings
         if size != 0:
             if found:
                 self.sizes[i] = size
                 self.spellings[2 * i + 1] = size_spelling
                 return 0
             if self.n == self.capacity:
-                grown = <i128*>PyMem_Realloc(self.ranks, 2 * self.capacity * sizeof(i128))
-                if grown == NULL:
-                    raise MemoryError()
-                self.ranks = grown
-                grown = <i128*>PyMem_Realloc(self.sizes, 2 * self.capacity * sizeof(i128))
-                if grown == NULL:
-                    raise MemoryError()
-                self.sizes = grown
-                grown_spellings = <int*>PyMem_Realloc(self.spellings, 4 * self.capacity * sizeof(int))
-                if grown_spellings == NULL:
-                    raise MemoryError()
-                self.spellings = grown_spellings
+                _double(&self.ranks, &self.sizes, &self.spellings, self.capacity)
                 self.capacity *= 2
             memmove(self.ranks + i + 1, self.ranks + i, (self.n - i) * sizeof(i128))
             memmove(self.sizes + i + 1, self.sizes + i, (self.n - i) * sizeof(i128))

@@ -13,7 +13,7 @@ from producers.feed import VenueFeed
 from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
 from simulator.faults import Faults
-from tests.integration.test_coinbase_feed import rebuild
+from tests.integration.book_topic import read, rebuild
 from tests.unit.test_binance_recordings import consumer_side_check
 from tickflow import topics
 from tickflow.codec import AvroCodec
@@ -57,7 +57,7 @@ def test_many_symbols_with_faults_books_verify_from_the_topic_and_equal_the_venu
     assert len(sim.stats.of_kind("drop")) >= 5 and len(sim.stats.of_kind("reorder")) >= 3
     assert feed.counters.malformed_frames == sim.stats.malformed_sent > 0
 
-    book = read_venue(settings, codec, venue, started_us)
+    book = read(settings, codec, venue, topics.BOOK, started_us)
     markers = [r for r in book if isinstance(r, BookReset) and r.reason is BookResetReason.SEQUENCE_GAP]
     assert markers and len(markers) <= len(sim.stats.of_kind("drop")) + len(sim.stats.of_kind("reorder"))
     for symbol, expected in truth.items():
@@ -66,14 +66,3 @@ def test_many_symbols_with_faults_books_verify_from_the_topic_and_equal_the_venu
         assert consumer_side_check(records, spot=not usdm) == [], symbol  # no unmarked hole anywhere
         want = {side: {Decimal(p): Decimal(q) for p, q in levels.items()} for side, levels in expected.items()}
         assert rebuild(records) == want, symbol
-
-
-def read_venue(settings: Settings, codec: AvroCodec, venue: str, since_us: int) -> list:
-    from tickflow.consumer import EventConsumer, StartAt
-
-    with EventConsumer(settings.kafka, codec, [topics.BOOK], StartAt.beginning()) as consumer:
-        return [
-            m.event
-            for m in consumer.read_to_end()
-            if getattr(m.event, "venue", None) == venue and m.event.receive_ts >= since_us  # type: ignore[attr-defined]
-        ]

@@ -12,39 +12,14 @@ from producers.feed import VenueFeed
 from producers.venues import VENUES
 from simulator.coinbase import CoinbaseSynthetic
 from simulator.faults import Faults
+from tests.integration.book_topic import read, rebuild
 from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
-from tickflow.consumer import EventConsumer, StartAt
 from tickflow.events import BookReset, BookResetReason, BookUpdate, ConnectorState, ConnectorStatus, Instrument, Trade
 from tickflow.producer import EventProducer
 
 DURATION = 8.0
-
-
-def read(settings: Settings, codec: AvroCodec, topic: str, since_us: int) -> list:
-    with EventConsumer(settings.kafka, codec, [topic], StartAt.beginning()) as consumer:
-        return [
-            m.event
-            for m in consumer.read_to_end()
-            if getattr(m.event, "venue", None) == "coinbase"
-            and getattr(m.event, "receive_ts", getattr(m.event, "ts", 0)) >= since_us
-        ]
-
-
-def rebuild(records: list) -> dict[str, dict[Decimal, Decimal]]:
-    """A consumer's book from the topic alone: the last snapshot, then every delta after it."""
-    start = max(i for i, r in enumerate(records) if isinstance(r, BookUpdate) and r.kind.value == "SNAPSHOT")
-    assert not any(isinstance(r, BookReset) for r in records[start:]), "ended without a live book"
-    book: dict[str, dict[Decimal, Decimal]] = {"bids": {}, "asks": {}}
-    for record in records[start:]:
-        for side in ("bids", "asks"):
-            for level in getattr(record, side):
-                if level.size:
-                    book[side][level.price] = level.size
-                else:
-                    book[side].pop(level.price, None)
-    return book
 
 
 def test_coinbase_with_faults_every_gap_is_marked_and_the_books_end_equal_to_the_venues(
@@ -79,7 +54,7 @@ def test_coinbase_with_faults_every_gap_is_marked_and_the_books_end_equal_to_the
     assert len(drops) >= 3 and len(reorders) >= 2 and sim.stats.duplicated_depth >= 3 and sim.stats.malformed_sent >= 3
     assert feed.counters.malformed_frames == sim.stats.malformed_sent  # counted and skipped, never fatal
 
-    book = read(settings, codec, topics.BOOK, started_us)
+    book = read(settings, codec, "coinbase", topics.BOOK, started_us)
     gaps = [r for r in book if isinstance(r, BookReset) and r.reason is BookResetReason.SEQUENCE_GAP]
     # Every lost message is inside a gap marker's range of missed sequence numbers (a held-back
     # message too: the one after it arrives first); duplicates make no marker; no marker without
@@ -98,15 +73,17 @@ def test_coinbase_with_faults_every_gap_is_marked_and_the_books_end_equal_to_the
         snapshots = [r for r in records if isinstance(r, BookUpdate) and r.kind.value == "SNAPSHOT"]
         assert len(snapshots) >= 2, f"{product}: resynced after gaps"
 
-    trades = [t for t in read(settings, codec, topics.TRADES, started_us) if isinstance(t, Trade)]
+    trades = [t for t in read(settings, codec, "coinbase", topics.TRADES, started_us) if isinstance(t, Trade)]
     assert trades
     for product in truth:
         ids = [int(t.trade_id) for t in trades if t.venue_symbol == product]
         assert ids == sorted(set(ids)), f"{product}: every trade once, in order"
 
-    instruments = read(settings, codec, topics.INSTRUMENTS, 0)
+    instruments = read(settings, codec, "coinbase", topics.INSTRUMENTS, 0)
     assert {i.venue_symbol for i in instruments if isinstance(i, Instrument)} >= set(truth)
-    states = [e.state for e in read(settings, codec, topics.STATUS, started_us) if isinstance(e, ConnectorStatus)]
+    states = [
+        e.state for e in read(settings, codec, "coinbase", topics.STATUS, started_us) if isinstance(e, ConnectorStatus)
+    ]
     assert states[:2] == [ConnectorState.CONNECTING, ConnectorState.CONNECTED]
     assert ConnectorState.SUBSCRIBED in states and states[-1] is ConnectorState.STOPPED
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from urllib.parse import parse_qs, urlparse
 
 import msgspec
 
@@ -186,11 +185,6 @@ class BinanceParser:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise MalformedFrame(f"{self.venue}: {exc}") from None
         return DepthDiff(diff.first_id, diff.last_id, diff.prev_id, full.b, full.a, diff.exchange_ts, diff.receive_ts)
-
-    @staticmethod
-    def snapshot_symbol(url: str) -> str:
-        """The symbol a depth-snapshot URL asked for (``...?symbol=BTCUSDT&limit=1000``)."""
-        return parse_qs(urlparse(url).query)["symbol"][0].upper()
 
     def snapshot(self, body: str | bytes, receive_ts: int) -> DepthSnapshot:
         try:
