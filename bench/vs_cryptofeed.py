@@ -112,6 +112,12 @@ class Result:
     complete: bool
     #: Events per kind (book, trades, bbo/ticker, klines/candles).
     kinds: dict[str, int]
+    #: The same over the second half of the events only (from the first sample at which half
+    #: had landed to the end): the steady state, once every book is live and the start-up (50
+    #: REST snapshots of 1000 levels, and the diffs buffered meanwhile that turn out stale and
+    #: make no event) is over.
+    steady_events_per_s: float
+    steady_events_per_cpu_s: float
 
 
 def measure(
@@ -156,12 +162,15 @@ def measure(
     end = next(s for s in samples if s.offsets == final)
     events, wall, cpu = final - base, end.t - start.t, end.cpu - start.cpu
     peak = max(s.hwm_kb for s in samples) / 1024
+    half = next(s for s in samples if s.offsets - base >= (final - base) / 2)
+    steady_events, steady_wall, steady_cpu = final - half.offsets, end.t - half.t, end.cpu - half.cpu
     kinds: dict[str, int] = {}
     for topic, offset in counter.by_topic().items():
         kind = topic.removeprefix("tickflow.").split("-", 1)[0]
         kinds[kind] = kinds.get(kind, 0) + offset - before[topic]
     return Result(name, repeat, events, wall, cpu, peak, events / wall, cpu / events * 1e6, events / cpu, complete,
-                  kinds)  # fmt: skip
+                  kinds, steady_events / max(steady_wall, 1e-9),
+                  steady_events / max(steady_cpu, 1e-9))  # fmt: skip
 
 
 def main() -> int:
@@ -240,7 +249,9 @@ def main() -> int:
                       f"{result.events_per_s:>9,.0f}/s; {result.cpu_s:6.2f} CPU-s = {result.cpu_us_per_event:6.1f} "
                       f"CPU-us/event ({result.events_per_cpu_s:,.0f}/CPU-s); peak RSS {result.peak_rss_mb:.0f} MB"
                       + ("" if result.complete else " (timed out)"), flush=True)  # fmt: skip
-                print("      by kind: " + ", ".join(f"{k} {v:,}" for k, v in result.kinds.items()), flush=True)
+                print("      by kind: " + ", ".join(f"{k} {v:,}" for k, v in result.kinds.items())
+                      + f"; second half of the events: {result.steady_events_per_s:,.0f}/s, "
+                      f"{result.steady_events_per_cpu_s:,.0f}/CPU-s", flush=True)  # fmt: skip
     except RuntimeError as exc:
         print(f"vs_cryptofeed: error: {exc}", file=sys.stderr)
         return 1
@@ -248,18 +259,22 @@ def main() -> int:
     print(f"\n{args.frames:,} frames over {len(venue_symbols)} symbols per run, {args.repeat} repeat(s)"
           f"{', pipeline pinned to CPU 0, simulator to CPU 1' if args.pin else ''}; medians:\n")  # fmt: skip
     # CPU-seconds in the window: the same input for both, whatever each makes of it.
-    print("| pipeline | events | events/s (wall) | CPU-µs/event | events per CPU-second | peak RSS MB | CPU-s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| pipeline | events | events/s (wall) | CPU-µs/event | events per CPU-second | peak RSS MB | CPU-s "
+        "| 2nd half: events/s | 2nd half: events per CPU-second |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     summary: dict[str, object] = {"bench": "vs_cryptofeed", "frames": args.frames, "symbols": len(venue_symbols),
                                   "rate": args.rate, "repeat": args.repeat, "pinned": args.pin,
                                   "venue": venue}  # fmt: skip
     for name in pipelines:
         rs = [r for r in results if r.pipeline == name]
         med = {k: median([getattr(r, k) for r in rs]) for k in
-               ("events", "events_per_s", "cpu_us_per_event", "events_per_cpu_s", "peak_rss_mb")}  # fmt: skip
-        med["cpu_s"] = median([r.cpu_s for r in rs])
+               ("events", "events_per_s", "cpu_us_per_event", "events_per_cpu_s", "peak_rss_mb", "cpu_s",
+                "steady_events_per_s", "steady_events_per_cpu_s")}  # fmt: skip
         print(f"| {name} | {med['events']:,.0f} | {med['events_per_s']:,.0f} | {med['cpu_us_per_event']:.1f} | "
-              f"{med['events_per_cpu_s']:,.0f} | {med['peak_rss_mb']:.0f} | {med['cpu_s']:.1f} |")  # fmt: skip
+              f"{med['events_per_cpu_s']:,.0f} | {med['peak_rss_mb']:.0f} | {med['cpu_s']:.1f} | "
+              f"{med['steady_events_per_s']:,.0f} | {med['steady_events_per_cpu_s']:,.0f} |")  # fmt: skip
         summary[name] = {k: round(v, 1) for k, v in med.items()}
     if len(pipelines) == 2:
         ours = [r for r in results if r.pipeline == "tickflow"]
@@ -273,8 +288,11 @@ def main() -> int:
         summary["ratio_events_per_s"] = round(wall_ratio, 2)
     if "tickflow" in pipelines:
         ours_cpu = median([r.events_per_cpu_s for r in results if r.pipeline == "tickflow"])
-        print(f"tickflow: {ours_cpu:,.0f} normalized events per CPU-second "
-              f"(target >= 50,000 on one core: {'MET' if ours_cpu >= 50_000 else 'NOT MET'})")  # fmt: skip
+        steady_cpu = median([r.steady_events_per_cpu_s for r in results if r.pipeline == "tickflow"])
+        print(f"tickflow: {ours_cpu:,.0f} normalized events per CPU-second over the whole run, {steady_cpu:,.0f} "
+              f"over its second half (target >= 50,000 on one core: whole run "
+              f"{'MET' if ours_cpu >= 50_000 else 'NOT MET'}, steady state "
+              f"{'MET' if steady_cpu >= 50_000 else 'NOT MET'})")  # fmt: skip
     summary["runs"] = [asdict(r) for r in results]
     print(json.dumps(summary))
     return 0

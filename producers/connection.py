@@ -122,11 +122,13 @@ class WebSocketSession:
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
             return f"{type(exc).__name__}: {exc}"
 
-    def _deliver(self, frame: bytes) -> None:
-        """One complete message, straight from the parser (the hot path)."""
+    def _deliver(self, frame: bytes, receive_ts: int) -> None:
+        """One complete message, straight from the parser (the hot path). ``receive_ts``: when
+        the socket read that completed it returned (one clock read per read, not per message:
+        every message completed by one read arrived at that moment)."""
         self._frames += 1
         try:
-            self.on_frame(frame, now_us())
+            self.on_frame(frame, receive_ts)
         except Exception:  # a bug in a handler must not take the connection down, nor pass unseen
             self.handler_errors += 1
             log.exception("frame handler failed on %r", frame[:200])
@@ -183,7 +185,7 @@ class _DirectConnection(ClientConnection):
             self._direct = protocol.state is State.OPEN and not protocol.reader.buffer
             return
         buffer = self._pending + data if self._pending else data
-        deliver, size, at = self._session._deliver, len(buffer), 0
+        deliver, size, at, receive_ts = self._session._deliver, len(buffer), 0, now_us()
         while size - at >= 2:
             first, second = buffer[at], buffer[at + 1]
             length, head = second & 0x7F, 2
@@ -199,7 +201,7 @@ class _DirectConnection(ClientConnection):
             if end > size:
                 break
             if first & 0x7F in (0x01, 0x02) and first & 0x80 and not second & 0x80:
-                deliver(buffer[at + head : end])  # a whole text/binary message, unmasked, no RSV bits
+                deliver(buffer[at + head : end], receive_ts)  # a whole text/binary message, unmasked, no RSV bits
             else:
                 super().data_received(buffer[at:end])  # control, fragment, or anything odd: the library's
                 if self.protocol.state is not State.OPEN:  # closing: the rest is the library's too
@@ -217,7 +219,7 @@ class _DirectConnection(ClientConnection):
             opcode = event.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if event.fin:
-                    self._session._deliver(bytes(event.data))
+                    self._session._deliver(bytes(event.data), now_us())
                 else:
                     self._fragments = [bytes(event.data)]
                 return
@@ -226,6 +228,6 @@ class _DirectConnection(ClientConnection):
                     self._fragments.append(bytes(event.data))
                     if event.fin:
                         message, self._fragments = b"".join(self._fragments), None
-                        self._session._deliver(message)
+                        self._session._deliver(message, now_us())
                 return
         super().process_event(event)

@@ -1087,6 +1087,7 @@ cdef class BinanceFastPath:
     cdef object make_symbol
     cdef object resolve
     cdef object live
+    cdef object awaiting
     cdef object depth_diff
     cdef object on_crossed
     cdef Sender book_sender
@@ -1107,7 +1108,7 @@ cdef class BinanceFastPath:
     cdef readonly long long handled
 
     def __init__(self, *, generic, counters, decoders, decode_errors, channel_kind, make_symbol, resolve, live,
-                 depth_diff, on_crossed):
+                 awaiting, depth_diff, on_crossed):
         self.generic = generic
         self.counters = counters
         self.envelope = decoders["envelope"]
@@ -1122,6 +1123,7 @@ cdef class BinanceFastPath:
         self.make_symbol = make_symbol
         self.resolve = resolve
         self.live = live
+        self.awaiting = awaiting
         self.depth_diff = depth_diff
         self.on_crossed = on_crossed
         self.bids = _Levels()
@@ -1207,12 +1209,35 @@ cdef class BinanceFastPath:
         if path.rule == 0:
             return _DECLINED
         sync = path.sync
-        if sync.state is not self.live:
+        state = sync.state
+        if state is self.awaiting:
+            # Buffered with its levels undecoded until the snapshot comes (most turn out stale),
+            # exactly as the generic parser does for a book waiting for its snapshot.
+            diff = self.depth_diff(msg.U, msg.u, msg.pu, [], [], (msg.T or msg.E) * 1000, receive_ts, data)
+            self.counters.frames += 1
+            sync.on_diff(diff)  # while awaiting a snapshot it only buffers: no output
+            self.handled += 1
+            return name
+        if state is not self.live:
             return _DECLINED
+        py_first, py_last, py_prev = msg.U, msg.u, msg.pu
         previous = sync._previous
         if previous is None:
-            return _DECLINED  # the first diff on a snapshot must bridge it: generic
-        py_first, py_last, py_prev = msg.U, msg.u, msg.pu
+            # Live on a snapshot, no diff applied yet. A diff older than the snapshot is dropped
+            # (at full speed most of the socket's backlog is); its levels are still read, so that
+            # one the generic path would count as malformed goes there. The first diff that is
+            # not stale must bridge the snapshot: generic.
+            snapshot_id = sync._snapshot_id
+            if not (py_last <= snapshot_id if path.rule == 1 else py_last < snapshot_id):
+                return _DECLINED
+            if not _levels_from_raw(self.bids, msg.b) or not _levels_from_raw(self.asks, msg.a):
+                return _DECLINED
+            self.handled += 1
+            self.counters.frames += 1
+            counters = sync.counters
+            counters.diffs += 1
+            counters.stale_dropped += 1
+            return name
         previous_last = previous.last_id
         if py_last <= previous_last:
             return _DECLINED  # a duplicate: generic drops and counts it

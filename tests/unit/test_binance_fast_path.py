@@ -238,8 +238,8 @@ def random_frames(venue: BinanceVenue, symbols: list[str], count: int, seed: int
         elif roll < 0.99:
             out.append((0, b'{"stream": "x@depth", "data": {"s": 1}}'))  # malformed
             continue
-        else:  # a resync: a fresh snapshot of the book
-            book_id = next_id[s] - 1
+        else:  # a resync: a fresh snapshot of the book, sometimes ahead of the diffs still to come
+            book_id = next_id[s] - 1 + rng.choice([0, 0, 2, 6])
             body = {"lastUpdateId": book_id, "bids": [["99.5", "2"]], "asks": [["100.5", "3"]]}
             out.append((1, (s, msgspec.json.encode(body))))
             continue

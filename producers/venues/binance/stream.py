@@ -93,7 +93,8 @@ class BinanceStream:
                 self.fast = compiled.BinanceFastPath(
                     generic=self.on_frame, counters=self.counters, decoders=FAST_DECODERS,
                     decode_errors=DECODE_ERRORS, channel_kind=_frame_kind, make_symbol=self._symbol_path,
-                    resolve=self._resolve, live=SyncState.LIVE, depth_diff=DepthDiff, on_crossed=self._on_crossed,
+                    resolve=self._resolve, live=SyncState.LIVE,
+                    awaiting=SyncState.AWAITING_SNAPSHOT, depth_diff=DepthDiff, on_crossed=self._on_crossed,
                 )  # fmt: skip
                 self.on_frame = self.fast.on_frame  # type: ignore[method-assign]
 
