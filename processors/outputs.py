@@ -40,8 +40,9 @@ def book_depth(book: Book, depth: int) -> BookDepth:
 
 
 def dead_letter(
-    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error_type: str, reason: str
-) -> DeadLetter:
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error_type: str, reason: str,
+    consumer: str = CONSUMER,
+) -> DeadLetter:  # fmt: skip
     return DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, source_key=key,
-                      source_value=value, error_type=error_type, reason=reason, consumer=CONSUMER,
+                      source_value=value, error_type=error_type, reason=reason, consumer=consumer,
                       ts=now_us())  # fmt: skip

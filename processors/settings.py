@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.kline import parse_interval
 from tickflow import topics
 from tickflow.config import REPO_ROOT
 
@@ -39,6 +40,32 @@ class ProcessorSettings(BaseSettings):
     depth_levels: int = Field(10, ge=1)
     #: Seconds between depth records (for each book that changed meanwhile).
     depth_interval: float = Field(1.0, gt=0)
+    #: The kline agent: trades in, the venues' klines in (for the cross-check), derived klines out.
+    trade_topic: str = topics.TRADES
+    kline_topic: str = topics.KLINES
+    derived_kline_topic: str = topics.KLINES_DERIVED
+    #: Kline intervals (``<n>s``, ``<n>m``, ``<n>h``, ``<n>d``), in event time, aligned to the epoch.
+    kline_intervals: list[str] = ["1s", "1m", "5m", "1h"]
+    #: Seconds a window stays open after its close time (in event time) for trades arriving late.
+    kline_grace: float = Field(2.0, ge=0)
+    #: Seconds of event time an instrument may be quiet while others on its partition go on
+    #: before its windows are closed on the partition's time (so a quiet instrument's last kline
+    #: closes without waiting for its next trade).
+    kline_idle_close: float = Field(30.0, gt=0)
+    #: Seconds (event time, past the watermark) closed klines are kept for corrections; a trade
+    #: older than that is dead-lettered as too late (and counted), not silently dropped.
+    kline_correction_horizon: float = Field(600.0, gt=0)
+    #: Seconds of event time between in-progress updates of an open kline; ``None``: closed only.
+    kline_updates: float | None = Field(None, gt=0)
+
+    @field_validator("kline_intervals")
+    @classmethod
+    def _intervals(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one kline interval")
+        for label in value:
+            parse_interval(label)
+        return value
 
     def changelog_partitions(self) -> int:
         if self.partitions is not None:

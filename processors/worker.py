@@ -47,6 +47,7 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
 def create_app(settings: Settings, processors: ProcessorSettings | None = None) -> faust.App:
     """The Faust app with every processor agent declared on it."""
     from processors.books import BookAgent
+    from processors.klines import KlineAgent
 
     processors = processors or ProcessorSettings()
     datadir = processors.data_dir / processors.app_id
@@ -68,6 +69,7 @@ def create_app(settings: Settings, processors: ProcessorSettings | None = None) 
     )
     codec = AvroCodec(SchemaRegistry(settings.registry))
     app.tickflow_books = BookAgent(app, codec, processors)  # type: ignore[attr-defined]
+    app.tickflow_klines = KlineAgent(app, codec, processors)  # type: ignore[attr-defined]
     return app
 
 

@@ -21,6 +21,8 @@ BBO = "tickflow.bbo"
 #: Derived by the order-book agent (processors/): its validated best bid/offer and top-N depth.
 BOOK_BBO = "tickflow.book.bbo"
 BOOK_DEPTH = "tickflow.book.depth"
+#: Derived by the kline agent (processors/) from the trades; never mixed with the venues' klines.
+KLINES_DERIVED = "tickflow.klines.derived"
 STATUS = "tickflow.status"
 INSTRUMENTS = "tickflow.instruments"
 ORDER_COMMANDS = "tickflow.orders.commands"

@@ -14,7 +14,18 @@ import pytest
 
 from tickflow.events import EVENT_TYPES, MarketEvent
 from tickflow.schemas import SCHEMAS_DIR, _expand, load_contract
-from tickflow.topics import BBO, BOOK, DEAD_LETTER, KLINES, ORDER_COMMANDS, ORDER_EVENTS, STATUS, TRADES, load_topics
+from tickflow.topics import (
+    BBO,
+    BOOK,
+    DEAD_LETTER,
+    KLINES,
+    KLINES_DERIVED,
+    ORDER_COMMANDS,
+    ORDER_EVENTS,
+    STATUS,
+    TRADES,
+    load_topics,
+)
 
 CONTRACT = load_contract()
 DECIMAL = {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 18}
@@ -124,7 +135,7 @@ def test_every_topic_record_has_a_schema_and_every_schema_a_topic() -> None:
     carried = {record for spec in topics.values() for record in spec.records}
     assert carried <= set(CONTRACT), carried - set(CONTRACT)
     assert set(CONTRACT) <= carried, f"records no topic carries: {set(CONTRACT) - carried}"
-    for name in (TRADES, BOOK, KLINES, BBO, STATUS, ORDER_COMMANDS, ORDER_EVENTS, DEAD_LETTER):
+    for name in (TRADES, BOOK, KLINES, KLINES_DERIVED, BBO, STATUS, ORDER_COMMANDS, ORDER_EVENTS, DEAD_LETTER):
         assert name in topics, f"code refers to {name}, topics.yaml does not define it"
 
 
@@ -157,3 +168,30 @@ def test_unknown_type_reference_is_a_clear_error() -> None:
         _expand(
             {"type": "record", "name": "X", "fields": [{"name": "a", "type": "tickflow.Nope"}]}, {}, set(), SCHEMAS_DIR
         )
+
+
+def test_kline_revision_is_a_backward_compatible_addition() -> None:
+    """Klines written before ``revision`` existed (the venues' on the topic) read as revision 0."""
+    import io
+
+    import fastavro
+
+    new = CONTRACT["tickflow.Kline"].schema
+    old = {**new, "fields": [f for f in new["fields"] if f["name"] != "revision"]}
+    assert [f for f in new["fields"] if f["name"] == "revision"] == [
+        {
+            "name": "revision",
+            "type": "long",
+            "default": 0,
+            "doc": next(f["doc"] for f in new["fields"] if f["name"] == "revision"),
+        }
+    ]
+    record = {"venue": "binance-spot", "market": "SPOT", "symbol": "BTC-USDT", "venue_symbol": "BTCUSDT",
+              "exchange_ts": 1, "receive_ts": 2, "interval": "1m", "open_time": 0, "close_time": 60_000_000,
+              "open": Decimal("1"), "high": Decimal("2"), "low": Decimal("1"), "close": Decimal("2"),
+              "volume": Decimal("3"), "closed": True}  # fmt: skip
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(old), record)
+    buffer.seek(0)
+    read = fastavro.schemaless_reader(buffer, fastavro.parse_schema(old), fastavro.parse_schema(new))
+    assert read["revision"] == 0 and read["volume"] == Decimal("3")

@@ -54,6 +54,7 @@ class Kline(MarketEvent, kw_only=True):
     vwap: Decimal | None = None
     trade_count: int | None = None
     closed: bool
+    revision: int = 0
 
 
 class BestBidOffer(MarketEvent, kw_only=True):

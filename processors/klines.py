@@ -1,0 +1,152 @@
+"""The kline agent: ``tickflow.trades`` in, klines per interval in event time out on
+``tickflow.klines.derived``; the venues' klines (``tickflow.klines``) in for the cross-check.
+
+One agent reads both topics, so Faust assigns their partitions together (same key, same
+partition count: an instrument's trades and venue klines reach the same worker) and every table
+write belongs to the instrument's partition. Records are applied in partition order by
+``InstrumentWindows`` (``kline.py``); what a record changed is written to the tables
+(``kline_state.py``) before the next is read. Outputs:
+
+- ``Kline`` with ``closed=True`` once per window when the watermark passes its close time;
+  again with ``revision`` n > 0 after a late trade (a correction); with ``closed=False`` at most
+  every ``kline_updates`` seconds of event time per window if that is set;
+- ``DeadLetter`` for a record that cannot be decoded, is of the wrong type, is impossible (price
+  or size not above zero), or is a trade older than the correction horizon.
+
+A quiet instrument's windows close on its partition's time: the latest exchange time of any
+trade on that partition, less ``kline_idle_close``, swept when that time enters a new second.
+Not a wall-clock timer, by choice: Faust tables can be written only while a record of their
+partition is processed, and a kline published by a timer without its state written would be
+published again after a restart. The cost: if a whole partition goes quiet, its last windows
+close with its next trade.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import faust
+
+from processors.codec import AvroSerializer, Undecodable
+from processors.crosscheck import CrossCheck
+from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome
+from processors.kline_records import CONSUMER, derived_kline, implausible_kline, implausible_trade, tick
+from processors.kline_state import KlineState
+from processors.outputs import dead_letter
+from processors.settings import ProcessorSettings
+from tickflow.codec import AvroCodec
+from tickflow.events import Event, Kline, MarketEvent, Trade
+
+log = logging.getLogger(__name__)
+_SECOND = 1_000_000
+
+
+class KlineAgent:
+    """Declares the agent, its tables, topics and web view on a Faust app."""
+
+    def __init__(self, app: faust.App, codec: AvroCodec, settings: ProcessorSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.config = KlineConfig.of(settings.kline_intervals, settings.kline_grace, settings.kline_idle_close,
+                                     settings.kline_correction_horizon, settings.kline_updates)  # fmt: skip
+        self.state = KlineState(app, settings.store, settings.changelog_partitions(), self.config)
+        self.source = app.topic(settings.trade_topic, settings.kline_topic, key_serializer="raw",
+                                value_serializer=AvroSerializer(codec))  # fmt: skip
+        self.derived = self._output(codec, settings.derived_kline_topic)
+        self.dead_letters = self._output(codec, settings.dead_letter_topic)
+        self.crosscheck = CrossCheck()
+        #: Per partition: its time swept last (whole seconds), for closing quiet instruments.
+        self._swept: dict[int, int] = defaultdict(int)
+        self.counters = {"records": 0, "replayed": 0, "dead_letters": 0, "klines": 0, "corrections": 0, "updates": 0}
+        app.agent(self.source, name="klines")(self.process)
+        from processors.kline_web import register_kline_views
+
+        register_kline_views(app, self)
+
+    def _output(self, codec: AvroCodec, topic: str) -> Any:
+        return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
+
+    async def process(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self.on_record(event.message, event.value)
+
+    async def on_record(self, message: Any, value: object) -> None:
+        self.counters["records"] += 1
+        trades = message.topic == self.settings.trade_topic
+        if isinstance(value, Undecodable):
+            await self._dead_letter(message, value.error_type, value.reason)
+            return
+        expected = Trade if trades else Kline
+        if not isinstance(value, expected):
+            kind = type(value).__name__ if isinstance(value, Event) else repr(type(value))
+            await self._dead_letter(message, "UnexpectedRecord", f"{kind} on {message.topic}")
+            return
+        problem = implausible_trade(value) if isinstance(value, Trade) else implausible_kline(value)
+        if problem is not None:
+            await self._dead_letter(message, "ImplausibleRecord", problem)
+            return
+        instrument = value.key
+        windows = self._windows(instrument, value)
+        source = "trades" if trades else "klines"
+        if windows.replayed(source, message.partition, message.offset):
+            self.counters["replayed"] += 1
+            return
+        windows.mark(source, message.partition, message.offset)
+        if isinstance(value, Trade):
+            outcome = windows.trade(tick(value))
+            if outcome.skipped == "expired":
+                await self._dead_letter(message, "LateTrade", "older than the correction horizon "
+                                        f"({self.settings.kline_correction_horizon} s past the watermark)")  # fmt: skip
+            await self._apply(instrument, windows, outcome)
+            await self._sweep(message.partition, windows.head.max_ts)
+        else:
+            self.crosscheck.venue(instrument, windows, value)
+            self.state.write(instrument, windows, Outcome(head_changed=True))
+
+    def _windows(self, instrument: str, event: MarketEvent) -> InstrumentWindows:
+        windows = self.state.get(instrument)
+        if windows is None:
+            head = InstrumentKlines(venue=event.venue, market=event.market, symbol=event.symbol,
+                                    venue_symbol=event.venue_symbol)  # fmt: skip
+            windows = InstrumentWindows(head, self.config)
+            self.state.add(instrument, windows)
+        return windows
+
+    async def _apply(self, instrument: str, windows: InstrumentWindows, outcome: Outcome) -> None:
+        """Publish what ``outcome`` emitted, settle the cross-check, write the tables."""
+        corrected = []
+        for emitted in outcome.emitted:
+            kline = derived_kline(windows.head, emitted)
+            await self.derived.send(key=instrument.encode(), value=kline)
+            if not emitted.closed:
+                self.counters["updates"] += 1
+            elif kline.revision:
+                self.counters["corrections"] += 1
+                corrected.append((kline.interval, kline.open_time))
+            else:
+                self.counters["klines"] += 1
+        if outcome.emitted or corrected:
+            outcome.head_changed |= self.crosscheck.settle(instrument, windows, corrected)
+        self.state.write(instrument, windows, outcome)
+
+    async def _sweep(self, partition: int, max_ts: int) -> None:
+        """Close the windows of the partition's quiet instruments, once per second of its time."""
+        second = max_ts // _SECOND
+        if second <= self._swept[partition]:
+            return
+        self._swept[partition] = second
+        watermark = max_ts - self.config.idle_us
+        for instrument, windows in list(self.state.instruments.items()):
+            head = windows.head
+            if head.partition == partition and head.watermark < watermark and head.max_ts < watermark:
+                await self._apply(instrument, windows, windows.advance(watermark))
+
+    async def _dead_letter(self, message: Any, error_type: str, reason: str) -> None:
+        self.counters["dead_letters"] += 1
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        log.warning("dead letter %s: %s: %s", where, error_type, reason)
+        record = dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
+                             error_type, reason, CONSUMER)  # fmt: skip
+        await self.dead_letters.send(key=message.topic.encode(), value=record)

@@ -1,0 +1,255 @@
+"""The kline agent end to end: the Binance simulator (synthetic spot market) -> the producer ->
+real Kafka -> a `tickflow worker` process -> derived klines, compared with klines computed here,
+independently, from the trades read back from the trade topic; the cross-check against the
+venue's own 1m klines; then late, duplicate and bad records by hand, and a restart.
+
+The worker has its own app id, web port (16600-16699), data directory and topics, as in
+``test_processors_books.py`` (whose ``Worker`` process wrapper this reuses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from confluent_kafka import Producer
+
+from producers.venues import VENUES
+from simulator.binance import BinanceSynthetic
+from tests.integration.test_processors_books import Worker
+from tickflow import topics
+from tickflow.codec import AvroCodec
+from tickflow.config import Settings
+from tickflow.consumer import EventConsumer, StartAt
+from tickflow.events import DeadLetter, Event, Kline, Trade
+from tickflow.producer import EventProducer
+
+PARTITIONS = 3
+S = 1_000_000
+INTERVALS = {"1s": S, "1m": 60 * S}
+GRACE = 1
+#: Market seconds of the run, and how much faster than the wall clock they pass.
+MARKET_SECONDS = 240
+SPEED = 12
+
+
+def web_port() -> int:
+    for port in range(16600 + os.getpid() % 50, 16700):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 16600-16699")
+
+
+@pytest.fixture
+def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> Iterator[Worker]:
+    kinds = ("book", "bbo", "depth", "dlq", "trades", "klines", "derived")
+    names = {kind: new_topic(f"test.kl.{kind}", partitions=PARTITIONS) for kind in kinds}
+    port = web_port()
+    env = {
+        **os.environ,
+        "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "TICKFLOW_REGISTRY__URL": settings.registry.url,
+        "TICKFLOW_PROCESSORS__PARTITIONS": str(PARTITIONS),
+        "TICKFLOW_PROCESSORS__DATA_DIR": str(tmp_path / "data"),
+        "TICKFLOW_PROCESSORS__BOOK_TOPIC": names["book"],
+        "TICKFLOW_PROCESSORS__BBO_TOPIC": names["bbo"],
+        "TICKFLOW_PROCESSORS__DEPTH_TOPIC": names["depth"],
+        "TICKFLOW_PROCESSORS__DEAD_LETTER_TOPIC": names["dlq"],
+        "TICKFLOW_PROCESSORS__TRADE_TOPIC": names["trades"],
+        "TICKFLOW_PROCESSORS__KLINE_TOPIC": names["klines"],
+        "TICKFLOW_PROCESSORS__DERIVED_KLINE_TOPIC": names["derived"],
+        "TICKFLOW_PROCESSORS__KLINE_INTERVALS": msgspec.json.encode(list(INTERVALS)).decode(),
+        "TICKFLOW_PROCESSORS__KLINE_GRACE": str(GRACE),
+        "TICKFLOW_PROCESSORS__KLINE_IDLE_CLOSE": "5",
+    }
+    tickflow = str(Path(sys.executable).parent / "tickflow")
+    command = [tickflow, "worker", "--app-id", f"test-klines-{uuid.uuid4().hex[:8]}", "--web-port", str(port),
+               "--store", "memory://"]  # fmt: skip
+    w = Worker(command, env, port, tmp_path / "worker.log", names["book"], names["bbo"], names["depth"], names["dlq"])
+    w.topics = names  # type: ignore[attr-defined]
+    try:
+        w.start()
+        w.wait_for("the kline tables recovered", lambda: w.get("/klines")["recovered"])
+        yield w
+    finally:
+        w.stop()
+
+
+class TradesAndKlines:
+    """A feed's sink: trades and the venue's klines to the test's topics, the rest dropped."""
+
+    def __init__(self, producer: EventProducer, names: dict[str, str]) -> None:
+        self.producer = producer
+        self.route = {topics.TRADES: names["trades"], topics.KLINES: names["klines"]}
+
+    def send(self, topic: str, event: Event) -> None:
+        if topic in self.route:
+            self.producer.send(self.route[topic], event)
+
+
+def read(settings: Settings, codec: AvroCodec, topic: str) -> list[Any]:
+    with EventConsumer(settings.kafka, codec, [topic], StartAt.beginning()) as consumer:
+        return [m.event for m in consumer.read_to_end()]
+
+
+def reference_klines(trades: list[Trade], watermarks: dict[str, int]) -> dict[tuple[str, str, int], tuple]:
+    """Klines from the trades alone, as a consumer of the trade topic would compute them: each
+    trade id once; open and close by exchange time, then topic order; VWAP and quote volume
+    rounded half to even to 18 places (``round`` on a ``Fraction``). Only windows closed by the
+    instrument's final watermark."""
+    seen: set[tuple[str, str]] = set()
+    windows: dict[tuple[str, str, int], list[tuple[int, int, Trade]]] = defaultdict(list)
+    for position, trade in enumerate(trades):
+        if (trade.key, trade.trade_id) in seen:
+            continue
+        seen.add((trade.key, trade.trade_id))
+        for label, us in INTERVALS.items():
+            open_time = trade.exchange_ts - trade.exchange_ts % us
+            if open_time + us <= watermarks[trade.key]:
+                windows[(trade.key, label, open_time)].append((trade.exchange_ts, position, trade))
+    out = {}
+    for key, items in windows.items():
+        items.sort(key=lambda i: (i[0], i[1]))
+        ts = [t for _, _, t in items]
+        notional = sum(Fraction(t.price) * Fraction(t.size) for t in ts)
+        volume = sum(Fraction(t.size) for t in ts)
+        half_even = lambda f: Decimal(round(f * 10**18)).scaleb(-18)  # noqa: E731
+        out[key] = (ts[0].price, max(t.price for t in ts), min(t.price for t in ts), ts[-1].price,
+                    Decimal(volume.numerator) / Decimal(volume.denominator), half_even(notional),
+                    half_even(notional / volume), len(ts))  # fmt: skip
+    return out
+
+
+def as_tuple(k: Kline) -> tuple:
+    return (k.open, k.high, k.low, k.close, k.volume, k.quote_volume, k.vwap, k.trade_count)
+
+
+def counters(worker: Worker) -> dict[str, dict[str, int]]:
+    return {f"{i['venue']}:{i['symbol']}": i["counters"] for i in worker.get("/klines")["instruments"]}
+
+
+def test_derived_klines_equal_klines_from_the_trades_and_match_the_venues(
+    worker: Worker, settings: Settings, codec: AvroCodec
+) -> None:
+    names: dict[str, str] = worker.topics  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        sim = BinanceSynthetic(symbols=4, usdm=False, seed=31, rate=60, duration=MARKET_SECONDS, speed=SPEED)
+        async with sim:
+            with EventProducer(settings.kafka, codec) as producer:
+                channels = {"channels": ("aggTrade", "kline_1m")}
+                feed = VENUES["binance-spot"].make_feed(sim.symbols, TradesAndKlines(producer, names),
+                                                        ws_url=sim.ws_url, rest_url=sim.rest_url,
+                                                        venue_options=channels)  # fmt: skip
+                stop = asyncio.Event()
+                task = asyncio.create_task(feed.run(stop))
+                await asyncio.sleep(MARKET_SECONDS / SPEED + 2)
+                stop.set()
+                await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]
+    assert len({t.key for t in trades}) == 4 and len(trades) > 1000
+    # One trade per instrument, all at the same time two minutes after the run: every window of
+    # the run closes (on the instrument's own watermark, which is then the same for all).
+    last = {t.key: t for t in trades}
+    end = max(t.exchange_ts for t in trades) + 120 * S
+    with EventProducer(settings.kafka, codec) as producer:
+        for t in last.values():
+            producer.send(names["trades"], msgspec.structs.replace(t, trade_id="9" * 15, exchange_ts=end))
+        producer.flush()
+    trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]
+    unique = len({(t.key, t.trade_id) for t in trades})
+    worker.wait_for(f"all {unique} trades counted",
+                    lambda: sum(c["trades"] for c in counters(worker).values()) == unique)  # fmt: skip
+    watermarks = dict.fromkeys(last, end - GRACE * S)
+    expected = reference_klines(trades, watermarks)
+    worker.wait_for(
+        f"all {len(expected)} klines published", lambda: worker.get("/klines")["counters"]["klines"] == len(expected)
+    )
+
+    derived = [k for k in read(settings, codec, names["derived"]) if isinstance(k, Kline)]
+    published = {(k.key, k.interval, k.open_time): k for k in derived}
+    assert len(published) == len(derived), "a window published twice"
+    assert all(k.closed and k.revision == 0 for k in derived)
+    assert set(published) == set(expected)
+    for key, kline in published.items():
+        assert as_tuple(kline) == expected[key], key
+        assert kline.close_time == kline.open_time + INTERVALS[kline.interval]
+    assert sum(1 for k in published if k[1] == "1m") >= 4 * 3
+
+    # The venue's closed 1m klines agree with ours wherever we saw the whole minute.
+    venue = [k for k in read(settings, codec, names["klines"]) if isinstance(k, Kline) and k.closed]
+    first = {}
+    for t in trades:
+        first.setdefault(t.key, t.exchange_ts)
+    comparable = [k for k in venue if k.open_time > first[k.key]]
+    assert len(comparable) >= 4 * 2
+
+    def compared() -> int:
+        return sum(c["crosscheck_matches"] + c["crosscheck_mismatches"] for c in counters(worker).values())
+
+    worker.wait_for("the venue's klines compared", lambda: compared() == len(comparable))
+    by_instrument = counters(worker)
+    assert sum(c["crosscheck_mismatches"] for c in by_instrument.values()) == 0
+    assert all(c["crosscheck_matches"] >= 2 for c in by_instrument.values())
+    assert all(c["late"] == c["corrections"] == c["duplicates"] == c["expired"] == 0 for c in by_instrument.values())
+
+    # By hand: a late trade (its windows closed, within the horizon) -> corrections; the same
+    # trade again -> a duplicate; a trade a day old -> dead-lettered; bad records dead-lettered.
+    instrument, template = sorted(last.items())[0]
+    minute = max(o for (i, label, o) in expected if i == instrument and label == "1m")
+    late = msgspec.structs.replace(template, trade_id="8" * 15, exchange_ts=minute + 7 * S + 3,
+                                   price=Decimal("0.0000001"), size=Decimal("5"))  # fmt: skip
+    old = msgspec.structs.replace(late, trade_id="7" * 15, exchange_ts=minute - 86_400 * S)
+    with EventProducer(settings.kafka, codec) as producer:
+        producer.send(names["trades"], late)
+        producer.send(names["trades"], late)
+        producer.send(names["trades"], old)
+        producer.send(names["trades"], msgspec.structs.replace(late, trade_id="6" * 15, price=Decimal(0)))
+        producer.send(names["trades"], published[(instrument, "1m", minute)])  # a Kline on the trade topic
+        producer.flush()
+    raw = Producer(settings.kafka.client_config())
+    raw.produce(names["trades"], b"not avro", key=instrument.encode())
+    raw.flush(10)
+    worker.wait_for("four dead letters", lambda: worker.get("/klines")["counters"]["dead_letters"] == 4)
+    c = counters(worker)[instrument]
+    assert (c["late"], c["corrections"], c["duplicates"], c["expired"]) == (1, 2, 1, 1)
+    corrections = [k for k in read(settings, codec, names["derived"]) if isinstance(k, Kline) and k.revision]
+    assert {(k.interval, k.open_time, k.revision) for k in corrections} == {
+        ("1s", minute + 7 * S, 1), ("1m", minute, 1)}  # fmt: skip
+    fixed = next(k for k in corrections if k.interval == "1m")
+    before = expected[(instrument, "1m", minute)]
+    assert fixed.low == late.price and fixed.trade_count == before[-1] + 1 and fixed.volume == before[4] + 5
+    letters = [d for d in read(settings, codec, worker.dead_letter) if isinstance(d, DeadLetter)]
+    assert sorted(d.error_type for d in letters) == ["ImplausibleRecord", "LateTrade", "MalformedPayload",
+                                                       "UnexpectedRecord"]  # fmt: skip
+    assert all(d.consumer == "processors.klines" and d.source_topic == names["trades"] for d in letters)
+
+    # Restarted (memory store: the tables come back from the changelog), the counters and the
+    # trade ids are back: the late trade sent again is a duplicate, nothing is published again.
+    before = counters(worker)
+    worker.restart()
+    worker.wait_for("the kline tables recovered", lambda: worker.get("/klines")["recovered"])
+    assert counters(worker) == before
+    with EventProducer(settings.kafka, codec) as producer:
+        producer.send(names["trades"], late)
+        producer.flush()
+    worker.wait_for("the duplicate", lambda: counters(worker)[instrument]["duplicates"] == 2)
+    again = [k for k in read(settings, codec, names["derived"]) if isinstance(k, Kline)]
+    assert len(again) == len(derived) + 2
