@@ -20,6 +20,7 @@ import faust
 
 from processors.book import Book, Top, implausible
 from processors.codec import AvroSerializer, Undecodable
+from processors.commits import commit_guard
 from processors.outputs import book_depth, book_top, dead_letter
 from processors.settings import ProcessorSettings
 from processors.state import BookState
@@ -53,8 +54,9 @@ class BookAgent:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
     async def process(self, stream: Any) -> None:
+        guard = commit_guard(self.app)
         async for event in stream.events():
-            await self.on_record(event.message, event.value)
+            await guard.process(event, self.on_record)  # no commit between a record and its ack
 
     async def on_record(self, message: Any, value: object) -> None:
         self.counters["records"] += 1

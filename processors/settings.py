@@ -25,6 +25,13 @@ class ProcessorSettings(BaseSettings):
     store: Literal["rocksdb://", "memory://"] = "rocksdb://"
     #: Faust's data directory (RocksDB files), one per app id inside it.
     data_dir: Path = REPO_ROOT / ".tickflow" / "processors"
+    #: ``exactly_once``: Faust's transactions (the changelog writes, the output records and the
+    #: consumed offsets of each commit land together or not at all); ``at_least_once``: Faust's
+    #: default (after a crash, records since the last commit are processed again).
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    #: Seconds without a heartbeat before the group gives a worker's partitions to the others
+    #: (Faust's default is 60: a killed worker's partitions would wait a minute for anyone).
+    session_timeout: float = Field(10.0, ge=6.0)
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
     #: Partitions of the changelog topics; they must equal the book topic's (Faust writes a

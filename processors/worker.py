@@ -13,6 +13,8 @@ from typing import Any
 
 import faust
 
+from processors.commits import commit_guard
+from processors.local_state import LocalStateGuard
 from processors.settings import ProcessorSettings
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings, Settings
@@ -44,6 +46,26 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
     )
 
 
+class ProcessorsApp(faust.App):
+    """Faust's app, plus the local state guard (``local_state.py``: the RocksDB tables of a
+    worker that did not stop cleanly are rebuilt from the changelog, not trusted) and the
+    commit guard (``commits.py``: a commit holds exactly the records whose offsets it commits)."""
+
+    local_state: LocalStateGuard | None = None
+
+    async def on_start(self) -> None:
+        if self.local_state is not None:  # before the tables (children of the app) open their stores
+            self.local_state.open()
+        commit_guard(self).install(self)
+        await super().on_start()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        # Every child (consumer, producer, tables and their stores) has stopped by now.
+        if self.local_state is not None and not self._crashed.is_set():
+            self.local_state.close()
+
+
 def create_app(settings: Settings, processors: ProcessorSettings | None = None) -> faust.App:
     """The Faust app with every processor agent declared on it."""
     from processors.books import BookAgent
@@ -52,11 +74,13 @@ def create_app(settings: Settings, processors: ProcessorSettings | None = None) 
     processors = processors or ProcessorSettings()
     datadir = processors.data_dir / processors.app_id
     datadir.mkdir(parents=True, exist_ok=True)  # Faust does not make it
-    app = faust.App(
+    app = ProcessorsApp(
         processors.app_id,
         broker=broker_urls(settings.kafka),
         broker_credentials=broker_credentials(settings.kafka),
         store=processors.store,
+        processing_guarantee=processors.processing_guarantee,
+        broker_session_timeout=processors.session_timeout,
         datadir=str(datadir),
         topic_partitions=processors.changelog_partitions(),
         topic_replication_factor=processors.replication_factor,
@@ -67,6 +91,8 @@ def create_app(settings: Settings, processors: ProcessorSettings | None = None) 
         # Agents are declared by create_app, not by importing modules.
         origin="processors.app",
     )
+    if processors.store == "rocksdb://":
+        app.local_state = LocalStateGuard(datadir, app.conf.tabledir)
     codec = AvroCodec(SchemaRegistry(settings.registry))
     app.tickflow_books = BookAgent(app, codec, processors)  # type: ignore[attr-defined]
     app.tickflow_klines = KlineAgent(app, codec, processors)  # type: ignore[attr-defined]

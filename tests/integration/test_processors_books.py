@@ -97,6 +97,12 @@ class Worker:
             self.process.kill()
             self.process.wait(10)
 
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no last commit, no flush."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+
     def restart(self) -> None:
         self.stop()
         self.start()
