@@ -39,6 +39,11 @@ class ProcessorSettings(BaseSettings):
     depth_levels: int = Field(10, ge=1)
     #: Seconds between depth records (for each book that changed meanwhile).
     depth_interval: float = Field(1.0, gt=0)
+    #: The order-book agent takes up to this many records at a time from its stream, and writes
+    #: their table changes and outputs together (``processors/changelog.py``)...
+    batch_max: int = Field(500, ge=1)
+    #: ...or what arrived within this many seconds: the most a record waits before it is applied.
+    batch_wait: float = Field(0.005, gt=0)
 
     def changelog_partitions(self) -> int:
         if self.partitions is not None:
