@@ -31,6 +31,7 @@ transactional producer of each partition): ``TableWriter`` refuses it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from tickflow.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: (partition, {key: value or None for a deletion})
 _StoreWrite = Callable[[int, dict[bytes, bytes | None]], None]
@@ -128,8 +131,17 @@ class TableWriter:
             return
         future = await producer.send_batch(batch, topic, partition=partition)
         self.counters["batches"] += 1
-        if on_sent is not None:
-            future.add_done_callback(lambda f: f.cancelled() or f.exception() or on_sent(f.result().offset + count - 1))
+
+        def done(f: Any) -> None:
+            if f.cancelled() or f.exception() is not None:
+                # aiokafka gave up after its retries: never silent (Faust's own path only warns).
+                self.counters["failed_batches"] = self.counters.get("failed_batches", 0) + 1
+                log.error("%d records to %s[%d] were not written: %r", count, topic, partition,
+                          None if f.cancelled() else f.exception())  # fmt: skip
+            elif on_sent is not None:
+                on_sent(f.result().offset + count - 1)
+
+        future.add_done_callback(done)
 
     def _store_writer(self, table: Any) -> _StoreWrite:
         """How to write changes into ``table``'s store for a partition, as Faust's own set/del would."""
