@@ -1,8 +1,11 @@
 """The order-book agent: ``tickflow.book`` in, validated books in table state, best bid/offer
 on every change and top-N depth at an interval out, the books served over HTTP.
 
-Records are applied in partition order, one instrument per key, by ``Book.apply``; what a record
-changed is written to the tables (``state.py``) before the next is read. Outputs:
+Records are applied in partition order, one instrument per key, by ``Book.apply``. The agent
+takes them from its stream in batches (``stream.take_events``: up to ``batch_max`` records, or
+what arrived within ``batch_wait`` seconds): what a batch changed goes to the tables and the
+best bid/offer topic in one ``TableWriter.flush`` (``changelog.py``), before Faust acknowledges
+the batch's records, so a committed offset always has its changes in Kafka. Outputs:
 
 - ``BookTop`` on the bbo topic whenever the best bid or offer (price, size) or the book's health
   changes, from the record that changed it;
@@ -19,8 +22,8 @@ from typing import Any
 import faust
 
 from processors.book import Book, Top, implausible
+from processors.changelog import TableWriter
 from processors.codec import AvroSerializer, Undecodable
-from processors.commits import commit_guard
 from processors.outputs import book_depth, book_top, dead_letter
 from processors.settings import ProcessorSettings
 from processors.state import BookState
@@ -36,7 +39,9 @@ class BookAgent:
     def __init__(self, app: faust.App, codec: AvroCodec, settings: ProcessorSettings) -> None:
         self.app = app
         self.settings = settings
-        self.state = BookState(app, settings.store, settings.changelog_partitions())
+        self.writer = TableWriter(app)
+        self.state = BookState(app, settings.store, settings.changelog_partitions(), self.writer)
+        self.codec = codec
         self.source = app.topic(settings.book_topic, key_serializer="raw", value_serializer=AvroSerializer(codec))
         self.bbo = self._output(codec, settings.bbo_topic)
         self.depth = self._output(codec, settings.depth_topic)
@@ -54,22 +59,28 @@ class BookAgent:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
     async def process(self, stream: Any) -> None:
-        guard = commit_guard(self.app)
-        async for event in stream.events():
-            await guard.process(event, self.on_record)  # no commit between a record and its ack
+        settings = self.settings
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_wait):
+            dead: list[tuple[Any, str, str]] = []
+            for event in events:
+                problem = self.on_record(event.message, event.value)
+                if problem is not None:
+                    dead.append((event.message, *problem))
+            await self.writer.flush()
+            for message, error_type, reason in dead:
+                await self._dead_letter(message, error_type, reason)
 
-    async def on_record(self, message: Any, value: object) -> None:
+    def on_record(self, message: Any, value: object) -> tuple[str, str] | None:
+        """Apply one record; its changes and output wait for the batch's flush. Returns
+        ``(error type, reason)`` for a record that goes to the dead-letter topic instead."""
         self.counters["records"] += 1
         if isinstance(value, Undecodable):
-            await self._dead_letter(message, value.error_type, value.reason)
-            return
+            return value.error_type, value.reason
         if not isinstance(value, (BookUpdate, BookReset)):
             kind = type(value).__name__ if isinstance(value, Event) else repr(type(value))
-            await self._dead_letter(message, "UnexpectedRecord", f"{kind} on the book topic")
-            return
+            return "UnexpectedRecord", f"{kind} on the book topic"
         if isinstance(value, BookUpdate) and (problem := implausible(value)) is not None:
-            await self._dead_letter(message, "ImplausibleRecord", problem)
-            return
+            return "ImplausibleRecord", problem
         instrument = value.key
         book = self.state.get(instrument)
         if book is None:
@@ -77,7 +88,7 @@ class BookAgent:
             self.state.add(instrument, book)
         was_live = book.live
         applied = book.apply(value)
-        self.state.write(instrument, book, applied)
+        self.state.write(instrument, message.partition, book, applied)
         if applied.skipped and was_live:
             log.debug("%s: %s", instrument, applied.skipped)
         if applied.head_changed:
@@ -85,8 +96,10 @@ class BookAgent:
             top = book.top()
             if top != self._tops.get(instrument):
                 self._tops[instrument] = top
-                await self.bbo.send(key=instrument.encode(), value=book_top(book, top))
+                self.writer.send(self.settings.bbo_topic, instrument.encode(),
+                                 self.codec.encode(book_top(book, top), self.settings.bbo_topic))  # fmt: skip
                 self.counters["bbo"] += 1
+        return None
 
     async def publish_depth(self) -> None:
         changed, self._changed = self._changed, set()

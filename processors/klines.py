@@ -30,7 +30,6 @@ from typing import Any
 import faust
 
 from processors.codec import AvroSerializer, Undecodable
-from processors.commits import commit_guard
 from processors.crosscheck import CrossCheck
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome
 from processors.kline_records import CONSUMER, derived_kline, implausible_kline, implausible_trade, tick
@@ -70,9 +69,8 @@ class KlineAgent:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
     async def process(self, stream: Any) -> None:
-        guard = commit_guard(self.app)
         async for event in stream.events():
-            await guard.process(event, self.on_record)  # no commit between a record and its ack
+            await self.on_record(event.message, event.value)
 
     async def on_record(self, message: Any, value: object) -> None:
         self.counters["records"] += 1

@@ -25,10 +25,6 @@ class ProcessorSettings(BaseSettings):
     store: Literal["rocksdb://", "memory://"] = "rocksdb://"
     #: Faust's data directory (RocksDB files), one per app id inside it.
     data_dir: Path = REPO_ROOT / ".tickflow" / "processors"
-    #: ``exactly_once``: Faust's transactions (the changelog writes, the output records and the
-    #: consumed offsets of each commit land together or not at all); ``at_least_once``: Faust's
-    #: default (after a crash, records since the last commit are processed again).
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     #: Seconds without a heartbeat before the group gives a worker's partitions to the others
     #: (Faust's default is 60: a killed worker's partitions would wait a minute for anyone).
     session_timeout: float = Field(10.0, ge=6.0)
@@ -73,6 +69,12 @@ class ProcessorSettings(BaseSettings):
         for label in value:
             parse_interval(label)
         return value
+
+    #: The order-book agent takes up to this many records at a time from its stream, and writes
+    #: their table changes and outputs together (``processors/changelog.py``)...
+    batch_max: int = Field(500, ge=1)
+    #: ...or what arrived within this many seconds: the most a record waits before it is applied.
+    batch_wait: float = Field(0.005, gt=0)
 
     def changelog_partitions(self) -> int:
         if self.partitions is not None:

@@ -10,7 +10,11 @@ Two tables, both changelogged to compacted topics:
   compaction keeps the changelog at about the size of the books themselves. (The other choice,
   a log of per-instrument deltas, would grow forever: compaction cannot fold deltas.)
 - ``book-heads``: one entry per instrument -> ``BookHead`` (health, the venue's last ids, times),
-  written once per record applied: continuity is checked against it after a restart.
+  written for every record applied: continuity is checked against it after a restart.
+
+The writes go through ``changelog.TableWriter`` a batch of source records at a time (the same
+keys and values as ``table[key] = value``, far cheaper), so a level or head changed several
+times within a batch is written once.
 
 Faust sends a table change to the changelog partition of the record being processed, so both
 tables are partitioned exactly like the book topic: the levels of ``venue:symbol`` live in its
@@ -30,6 +34,7 @@ from typing import Any
 import msgspec
 
 from processors.book import Applied, Book, BookHead
+from processors.changelog import TableWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +43,11 @@ _head_decoder = msgspec.msgpack.Decoder(BookHead)
 _BID, _ASK = "b", "a"
 
 
-def level_key(instrument: str, side: str, price: Decimal) -> bytes:
-    """``venue:symbol|b|65000.01``: prices in plain notation without trailing zeros."""
-    return f"{instrument}|{side}|{price.normalize():f}".encode()
-
-
 class BookState:
     """Books by instrument key (``venue:symbol``), in memory and in the two tables."""
 
-    def __init__(self, app: Any, store: str, partitions: int) -> None:
+    def __init__(self, app: Any, store: str, partitions: int, writer: TableWriter) -> None:
+        self.writer = writer
         options = {"partitions": partitions, "store": store, "key_type": bytes, "value_type": bytes}
         self.levels = app.Table("book-levels", help="book levels: instrument|side|price -> size", **options)
         self.heads = app.Table("book-heads", help="book heads: instrument -> BookHead (msgpack)", **options)
@@ -66,21 +67,18 @@ class BookState:
     def add(self, instrument: str, book: Book) -> None:
         self.books[instrument] = book
 
-    def write(self, instrument: str, book: Book, applied: Applied) -> None:
-        """Write what one record changed (inside the agent: Faust needs the current record)."""
-        levels = self.levels
+    def write(self, instrument: str, partition: int, book: Book, applied: Applied) -> None:
+        """Write what one record of ``partition`` changed (sent with the batch's ``writer.flush``)."""
+        # Level keys: ``venue:symbol|b|65000.01``, prices in plain notation without trailing zeros.
+        set_level, levels = self.writer.set, self.levels
+        prefix = f"{instrument}|"
         for side, changes in ((_BID, applied.bids), (_ASK, applied.asks)):
+            head = f"{prefix}{side}|"
             for price, size in changes:
-                key = level_key(instrument, side, price)
-                if size is None:
-                    try:
-                        del levels[key]  # the tombstone goes out first, then the store forgets it
-                    except KeyError:
-                        log.warning("%s: level %s was not in the table", instrument, key)
-                else:
-                    levels[key] = f"{size.normalize():f}".encode()
+                key = f"{head}{price.normalize():f}".encode()
+                set_level(levels, partition, key, None if size is None else f"{size.normalize():f}".encode())
         if applied.head_changed:
-            self.heads[instrument.encode()] = _head_encoder.encode(book.head)
+            set_level(self.heads, partition, instrument.encode(), _head_encoder.encode(book.head))
 
     async def reload(self) -> None:
         """Rebuild the in-memory books from the tables (Faust calls this once they are recovered)."""

@@ -13,7 +13,6 @@ from typing import Any
 
 import faust
 
-from processors.commits import commit_guard
 from processors.local_state import LocalStateGuard
 from processors.settings import ProcessorSettings
 from tickflow.codec import AvroCodec
@@ -47,16 +46,14 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
 
 
 class ProcessorsApp(faust.App):
-    """Faust's app, plus the local state guard (``local_state.py``: the RocksDB tables of a
-    worker that did not stop cleanly are rebuilt from the changelog, not trusted) and the
-    commit guard (``commits.py``: a commit holds exactly the records whose offsets it commits)."""
+    """Faust's app, plus the local state guard (``local_state.py``): the RocksDB tables of a
+    worker that did not stop cleanly are rebuilt from the changelog, not trusted."""
 
     local_state: LocalStateGuard | None = None
 
     async def on_start(self) -> None:
         if self.local_state is not None:  # before the tables (children of the app) open their stores
             self.local_state.open()
-        commit_guard(self).install(self)
         await super().on_start()
 
     async def on_shutdown(self) -> None:
@@ -79,7 +76,6 @@ def create_app(settings: Settings, processors: ProcessorSettings | None = None) 
         broker=broker_urls(settings.kafka),
         broker_credentials=broker_credentials(settings.kafka),
         store=processors.store,
-        processing_guarantee=processors.processing_guarantee,
         broker_session_timeout=processors.session_timeout,
         datadir=str(datadir),
         topic_partitions=processors.changelog_partitions(),

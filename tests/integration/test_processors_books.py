@@ -216,15 +216,16 @@ def test_books_from_the_agent_equal_the_venues_and_a_gap_marker_holds_a_book_unt
 
     async def scenario() -> dict[tuple[str, str], Any]:
         spot = BinanceSynthetic(symbols=3, usdm=False, seed=21, rate=100, duration=DURATION, faults=binance_faults)
+        usdm = BinanceSynthetic(symbols=3, usdm=True, seed=22, rate=100, duration=DURATION, faults=binance_faults)
         coinbase = CoinbaseSynthetic(symbols=3, seed=23, rate=100, duration=DURATION, faults=coinbase_faults)
-        async with spot, coinbase:
+        async with spot, usdm, coinbase:
             with EventProducer(settings.kafka, codec) as producer:
-                venues = {"binance-spot": spot, "coinbase": coinbase}
+                venues = {"binance-spot": spot, "binance-usdm": usdm, "coinbase": coinbase}
                 truths = await asyncio.gather(*(run(v, sim, producer) for v, sim in venues.items()))
         return {(venue, s): book for venue, truth in zip(venues, truths, strict=True) for s, book in truth.items()}
 
     truth = asyncio.run(scenario())
-    assert len(truth) == 6
+    assert len(truth) == 9
 
     # The agent first reads every record the producers wrote, then its books must be the venues'.
     records = read(settings, codec, worker.book)

@@ -52,7 +52,6 @@ def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) ->
         "TICKFLOW_REGISTRY__URL": settings.registry.url,
         "TICKFLOW_PROCESSORS__PARTITIONS": str(PARTITIONS),
         "TICKFLOW_PROCESSORS__DATA_DIR": str(tmp_path / "data"),
-        "TICKFLOW_PROCESSORS__PROCESSING_GUARANTEE": "exactly_once",
         "TICKFLOW_PROCESSORS__BOOK_TOPIC": names["book"],
         "TICKFLOW_PROCESSORS__BBO_TOPIC": names["bbo"],
         "TICKFLOW_PROCESSORS__DEPTH_TOPIC": names["depth"],
@@ -149,10 +148,7 @@ def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_k
         mine = [r for r in records if r.venue_symbol == symbol]
         assert isinstance(mine[-1], BookUpdate), f"{symbol}: the producer ended with a marker"
         final_id = mine[-1].last_update_id
-        if os.environ.get("CRASH_DEBUG"):
-            _debug(settings, worker, symbol, mine)
-        worker.wait_for(f"{symbol} at update {final_id}",
-                        lambda s=symbol, i=final_id: (worker.book_of("binance-spot", s) or {}).get("last_update_id") == i,
+        worker.wait_for(f"{symbol} at update {final_id}", lambda s=symbol, i=final_id: _last_id(worker, s) == i,
                         timeout=120)  # fmt: skip
         book = worker.book_of("binance-spot", symbol)
         assert book is not None and book["health"] == "LIVE", (symbol, book and book["detail"])
@@ -182,31 +178,5 @@ def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_k
     assert log.count("did not stop cleanly") == KILLS, log.count("did not stop cleanly")
 
 
-def _debug(settings: Settings, worker: Worker, symbol: str, mine: list) -> None:
-    from confluent_kafka import Consumer, TopicPartition
-
-    time.sleep(5)
-    book = worker.book_of("binance-spot", symbol) or {}
-    with open(f"/tmp/crash-debug-{symbol}.txt", "w") as out:
-        out.write(f"worker: {book.get('health')} {book.get('detail')} last={book.get('last_update_id')}\n")
-        for r in mine:
-            out.write(f"rec {type(r).__name__} {getattr(r, 'kind', '')} {getattr(r, 'first_update_id', '')}-"
-                      f"{getattr(r, 'last_update_id', '')}\n")
-        app_id = worker.command[worker.command.index("--app-id") + 1]
-        for iso in ("read_committed", "read_uncommitted"):
-            c = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "dbg" + iso,
-                          "isolation.level": iso, "enable.auto.commit": False})
-            topic = f"{app_id}-book-heads-changelog"
-            md = c.list_topics(topic, timeout=10)
-            parts = list(md.topics[topic].partitions)
-            c.assign([TopicPartition(topic, p, 0) for p in parts])
-            n = 0
-            while True:
-                m = c.poll(2)
-                if m is None:
-                    break
-                if m.error() or f"{symbol[:-4]}-USDT" not in (m.key() or b"").decode(errors="replace"):
-                    continue
-                n += 1
-                out.write(f"{iso} head p{m.partition()}@{m.offset()} {msgspec.msgpack.decode(m.value())!r}\n")
-            c.close()
+def _last_id(worker: Worker, symbol: str) -> int | None:
+    return (worker.book_of("binance-spot", symbol) or {}).get("last_update_id")
