@@ -31,6 +31,7 @@ transactional producer of each partition): ``TableWriter`` refuses it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -59,7 +60,16 @@ class TableWriter:
         self._partitions: dict[str, list[int]] = {}
         self._stores: dict[Any, _StoreWrite] = {}
         self._partitioner = DefaultPartitioner()
+        self._order: list[Any] = []
         self.counters = {"changelog_records": 0, "output_records": 0, "batches": 0}
+
+    def order(self, *tables: Any) -> None:
+        """Write ``tables`` in this order, each one's batch acknowledged before the next is sent
+        (tables not named follow, in the order they were first changed). So a table written
+        after another never lands without it: a book's head, which says up to which record
+        the book is applied, is never in Kafka without the levels of those records (a crash
+        between the two would otherwise leave a head whose records are skipped as applied)."""
+        self._order = list(tables)
 
     def set(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """``table[key] = value`` (``None``: ``del table[key]``) for a record of ``partition``."""
@@ -85,14 +95,18 @@ class TableWriter:
         producer = self.app.producer._ensure_producer()  # Faust's AIOKafkaProducer
         changes, self._changes = self._changes, {}
         outputs, self._outputs = self._outputs, {}
-        for table, by_partition in changes.items():
+        ordered = [t for t in self._order if t in changes] + [t for t in changes if t not in self._order]
+        for n, table in enumerate(ordered):
             write_store = self._stores.get(table) or self._store_writer(table)
             topic = table.changelog_topic.get_topic_name()
-            for partition, records in by_partition.items():
+            sent: list[Any] = []
+            for partition, records in changes[table].items():
                 write_store(partition, records)
                 on_sent = _persist_offset(table.data, TP(topic, partition))
-                await self._send(producer, topic, partition, list(records.items()), on_sent)
+                sent += await self._send(producer, topic, partition, list(records.items()), on_sent)
                 self.counters["changelog_records"] += len(records)
+            if n < len(ordered) - 1 and table in self._order:
+                await asyncio.gather(*sent, return_exceptions=True)  # failures are logged by ``done``
         for topic, records in outputs.items():
             partitions = self._partitions.get(topic)
             if partitions is None:
@@ -112,23 +126,25 @@ class TableWriter:
         partition: int,
         records: list[tuple[bytes, bytes | None]],
         on_sent: Callable[[int], None] | None,
-    ) -> None:
+    ) -> list[Any]:
+        """Hand ``records`` to aiokafka; returns the batches' delivery futures."""
         batch = producer.create_batch()
-        count = 0
+        count, futures = 0, []
         for key, value in records:
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
-                await self._submit(producer, batch, topic, partition, count, on_sent)
+                futures.append(await self._submit(producer, batch, topic, partition, count, on_sent))
                 batch, count = producer.create_batch(), 0
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a record for {topic} is larger than a producer batch")
             count += 1
-        await self._submit(producer, batch, topic, partition, count, on_sent)
+        futures.append(await self._submit(producer, batch, topic, partition, count, on_sent))
+        return [f for f in futures if f is not None]
 
     async def _submit(
         self, producer: Any, batch: Any, topic: str, partition: int, count: int, on_sent: Callable[[int], None] | None
-    ) -> None:
+    ) -> Any:
         if not count:
-            return
+            return None
         future = await producer.send_batch(batch, topic, partition=partition)
         self.counters["batches"] += 1
 
@@ -142,6 +158,7 @@ class TableWriter:
                 on_sent(f.result().offset + count - 1)
 
         future.add_done_callback(done)
+        return future
 
     def _store_writer(self, table: Any) -> _StoreWrite:
         """How to write changes into ``table``'s store for a partition, as Faust's own set/del would."""

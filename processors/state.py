@@ -51,6 +51,7 @@ class BookState:
         options = {"partitions": partitions, "store": store, "key_type": bytes, "value_type": bytes}
         self.levels = app.Table("book-levels", help="book levels: instrument|side|price -> size", **options)
         self.heads = app.Table("book-heads", help="book heads: instrument -> BookHead (msgpack)", **options)
+        writer.order(self.levels, self.heads)  # a head never lands in Kafka without its levels
         self.books: dict[str, Book] = {}
         #: The tables have been recovered and the books loaded at least once (``/books`` says so:
         #: before that, the web server is up but the books are not there yet).
