@@ -84,18 +84,21 @@ class RequestPacer:
     """Spaces requests at least ``1 / per_second`` apart, in the order they ask.
 
     Venues cap the messages a client sends: Binance per connection (5 a second on spot; more
-    and the connection is closed), Coinbase per IP. Each caller reserves the next free slot
-    before it waits, so concurrent callers queue instead of bursting.
+    and the connection is closed), Coinbase per IP. Concurrent callers queue (first come, first
+    served), and the next slot counts from when the previous caller was really let go, not from
+    when it was due: a caller woken late (a busy event loop) must not bring the next one closer
+    than the interval.
     """
 
     def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = 1.0 / per_second
         self._clock = clock
         self._next = 0.0
+        self._queue = asyncio.Lock()
 
     async def wait(self) -> None:
-        now = self._clock()
-        slot = max(now, self._next)
-        self._next = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        async with self._queue:
+            delay = self._next - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next = self._clock() + self.interval
