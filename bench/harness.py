@@ -26,6 +26,8 @@ from pathlib import Path
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from infra.processes import free_port as infra_free_port
+
 REPO = Path(__file__).resolve().parent.parent
 TICKFLOW = str(Path(sys.executable).with_name("tickflow"))
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -71,14 +73,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int:
 
 
 def free_port(start: int = 18700, stop: int = 19000) -> int:
-    for port in range(start, stop):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {start}..{stop}")
+    return infra_free_port(start, stop)
 
 
 def pinned(argv: list[str], cpus: str | None) -> list[str]:

@@ -63,7 +63,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from harness import EndOffsets, ProcStats, median, stop_process
+from harness import EndOffsets, ProcStats, free_port, median, stop_process
 
 from tickflow.config import load_settings
 
@@ -281,16 +281,7 @@ class WorkerRun:
 
 
 def _free_web_port() -> int:
-    import socket
-
-    for port in WEB_PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free web port in 16700-16799")
+    return free_port(WEB_PORTS.start, WEB_PORTS.stop)
 
 
 def output_topics(run: str) -> dict[str, str]:

@@ -31,6 +31,19 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def free_port(start: int, stop: int, host: str = "127.0.0.1") -> int:
+    """The first port in ``[start, stop)`` that can be bound now. Give ranges below the kernel's
+    ephemeral range (32768-60999 here), which outgoing connections take ports from."""
+    for port in range(start, stop):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise PortInUse(f"no free port in {start}..{stop - 1}")
+
+
 def ensure_port_free(port: int, what: str) -> None:
     if port_open(port):
         raise PortInUse(

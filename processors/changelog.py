@@ -20,7 +20,7 @@ What this does instead, for each batch of source records the agent takes from it
   partitioner, which is what ``topic.send(key=...)`` would have used.
 
 Why this stays exact after a crash: the agent acknowledges a batch's source records only after
-``flush`` has handed every change to aiokafka (``stream.take_events`` acks after the loop body),
+``flush`` has handed every change to aiokafka (it acknowledges them itself, after the flush),
 and Faust flushes aiokafka before it commits source offsets (at-least-once mode). A committed
 source offset therefore always has its table changes in Kafka; records read again after a crash
 are the venue's duplicates, which the book logic skips. The changelog carries the same keys and

@@ -13,6 +13,14 @@ write belongs to the instrument's partition. Records are applied in partition or
 - ``DeadLetter`` for a record that cannot be decoded, is of the wrong type, is impossible (price
   or size not above zero), or is a trade older than the correction horizon.
 
+Exactly once across a crash (``kill -9``; Faust at-least-once, the records since the last
+commit read again): a kline is published, and its delivery awaited, *before* the table writes
+that say it was published; so a crash leaves either a kline published but not recorded (read
+again, the trades emit it again) or neither, never a window recorded as published but lost.
+The first case is recognised: after the tables are recovered, the agent reads back what the
+derived topic received in the last ``kline_published_lookback`` seconds, and a closed kline
+already there (same instrument, interval, open time and revision) is not published again.
+
 A quiet instrument's windows close on its partition's time: the latest exchange time of any
 trade on that partition, less ``kline_idle_close``, swept when that time enters a new second.
 Not a wall-clock timer, by choice: Faust tables can be written only while a record of their
@@ -23,7 +31,9 @@ close with its next trade.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -37,6 +47,8 @@ from processors.kline_state import KlineState
 from processors.outputs import dead_letter
 from processors.settings import ProcessorSettings
 from tickflow.codec import AvroCodec
+from tickflow.config import KafkaSettings
+from tickflow.consumer import EventConsumer, StartAt
 from tickflow.events import Event, Kline, MarketEvent, Trade
 
 log = logging.getLogger(__name__)
@@ -46,9 +58,13 @@ _SECOND = 1_000_000
 class KlineAgent:
     """Declares the agent, its tables, topics and web view on a Faust app."""
 
-    def __init__(self, app: faust.App, codec: AvroCodec, settings: ProcessorSettings) -> None:
+    def __init__(self, app: faust.App, codec: AvroCodec, settings: ProcessorSettings, kafka: KafkaSettings) -> None:
         self.app = app
         self.settings = settings
+        self.codec = codec
+        self.kafka = kafka
+        #: Closed klines the derived topic already holds (read back after recovery): not again.
+        self.published: set[tuple[str, str, int, int]] = set()
         self.config = KlineConfig.of(settings.kline_intervals, settings.kline_grace, settings.kline_idle_close,
                                      settings.kline_correction_horizon, settings.kline_updates)  # fmt: skip
         self.state = KlineState(app, settings.store, settings.changelog_partitions(), self.config)
@@ -59,7 +75,9 @@ class KlineAgent:
         self.crosscheck = CrossCheck()
         #: Per partition: its time swept last (whole seconds), for closing quiet instruments.
         self._swept: dict[int, int] = defaultdict(int)
-        self.counters = {"records": 0, "replayed": 0, "dead_letters": 0, "klines": 0, "corrections": 0, "updates": 0}
+        self.counters = {"records": 0, "replayed": 0, "dead_letters": 0, "klines": 0, "corrections": 0, "updates": 0,
+                         "already_published": 0}  # fmt: skip
+        self.state.heads.on_recover(self.read_published)
         app.agent(self.source, name="klines")(self.process)
         from processors.kline_web import register_kline_views
 
@@ -116,10 +134,14 @@ class KlineAgent:
 
     async def _apply(self, instrument: str, windows: InstrumentWindows, outcome: Outcome) -> None:
         """Publish what ``outcome`` emitted, settle the cross-check, write the tables."""
-        corrected = []
+        corrected, sent = [], []
         for emitted in outcome.emitted:
             kline = derived_kline(windows.head, emitted)
-            await self.derived.send(key=instrument.encode(), value=kline)
+            identity = (instrument, kline.interval, kline.open_time, kline.revision)
+            if kline.closed and identity in self.published:
+                self.counters["already_published"] += 1  # published before a crash, recorded only now
+                continue
+            sent.append(await self.derived.send(key=instrument.encode(), value=kline))
             if not emitted.closed:
                 self.counters["updates"] += 1
             elif kline.revision:
@@ -127,9 +149,30 @@ class KlineAgent:
                 corrected.append((kline.interval, kline.open_time))
             else:
                 self.counters["klines"] += 1
+        if sent:  # delivered before the state that says so is written (see the module's docstring)
+            await asyncio.gather(*sent)
         if outcome.emitted or corrected:
             outcome.head_changed |= self.crosscheck.settle(instrument, windows, corrected)
         self.state.write(instrument, windows, outcome)
+
+    async def read_published(self) -> None:
+        """Read back the closed klines the derived topic received lately (after table recovery)."""
+        lookback_ms = int(self.settings.kline_published_lookback * 1000)
+        since = int(time.time() * 1000) - lookback_ms
+        try:
+            self.published = await asyncio.to_thread(self._published_since, since)
+        except Exception:
+            log.exception("could not read back the derived klines: a kline published just before a crash "
+                          "may be published again")  # fmt: skip
+            return
+        log.info("%d closed klines published in the last %ss read back", len(self.published),
+                 self.settings.kline_published_lookback)  # fmt: skip
+
+    def _published_since(self, since_ms: int) -> set[tuple[str, str, int, int]]:
+        topic = self.settings.derived_kline_topic
+        with EventConsumer(self.kafka, self.codec, [topic], StartAt.at_timestamp(since_ms), on_error="skip") as reader:
+            return {(k.key, k.interval, k.open_time, k.revision) for m in reader.read_to_end()
+                    if isinstance(k := m.event, Kline) and k.closed}  # fmt: skip
 
     async def _sweep(self, partition: int, max_ts: int) -> None:
         """Close the windows of the partition's quiet instruments, once per second of its time."""

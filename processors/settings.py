@@ -62,6 +62,10 @@ class ProcessorSettings(BaseSettings):
     kline_correction_horizon: float = Field(600.0, gt=0)
     #: Seconds of event time between in-progress updates of an open kline; ``None``: closed only.
     kline_updates: float | None = Field(None, gt=0)
+    #: Seconds of the derived kline topic read back after recovery: closed klines published just
+    #: before a crash, whose table writes were lost, are not published again (longer than the
+    #: time from a kline's delivery to its table write reaching Kafka, which is well under one).
+    kline_published_lookback: float = Field(300.0, gt=0)
 
     @field_validator("kline_intervals")
     @classmethod
@@ -72,11 +76,9 @@ class ProcessorSettings(BaseSettings):
             parse_interval(label)
         return value
 
-    #: The order-book agent takes up to this many records at a time from its stream, and writes
-    #: their table changes and outputs together (``processors/changelog.py``)...
+    #: The order-book agent writes the changes of at most this many records at a time (and of
+    #: fewer when no more are waiting: ``processors/books.py``).
     batch_max: int = Field(500, ge=1)
-    #: ...or what arrived within this many seconds: the most a record waits before it is applied.
-    batch_wait: float = Field(0.005, gt=0)
 
     def changelog_partitions(self) -> int:
         if self.partitions is not None:

@@ -91,7 +91,7 @@ def create_app(settings: Settings, processors: ProcessorSettings | None = None) 
         app.local_state = LocalStateGuard(datadir, app.conf.tabledir)
     codec = AvroCodec(SchemaRegistry(settings.registry))
     app.tickflow_books = BookAgent(app, codec, processors)  # type: ignore[attr-defined]
-    app.tickflow_klines = KlineAgent(app, codec, processors)  # type: ignore[attr-defined]
+    app.tickflow_klines = KlineAgent(app, codec, processors, settings.kafka)  # type: ignore[attr-defined]
     return app
 
 

@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from infra.processes import free_port as infra_free_port
 from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
 from simulator.coinbase import CoinbaseSynthetic
@@ -56,15 +56,31 @@ DURATION = 6.0
 
 
 def free_port() -> int:
-    """A free port below the ephemeral range (32768-60999 is kept for outgoing connections)."""
-    for port in range(18800 + os.getpid() % 500, 19800):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
+    """A free port for a worker's web server, per process (tests run side by side)."""
+    return infra_free_port(18800 + os.getpid() % 500, 19800)
+
+
+#: The processors' topic settings, by the short names the tests give their topics.
+TOPIC_SETTINGS = {"book": "BOOK_TOPIC", "bbo": "BBO_TOPIC", "depth": "DEPTH_TOPIC", "dlq": "DEAD_LETTER_TOPIC",
+                  "trades": "TRADE_TOPIC", "klines": "KLINE_TOPIC", "derived": "DERIVED_KLINE_TOPIC"}  # fmt: skip
+
+
+ALL_TOPICS = tuple(TOPIC_SETTINGS)
+
+
+def worker_env(settings: Settings, names: dict[str, str], data_dir: Path, **processors: str) -> dict[str, str]:
+    """A worker's environment: the test's broker, registry, topics and data directory, plus
+    ``processors`` as ``TICKFLOW_PROCESSORS__<NAME>`` settings."""
+    env = {
+        **os.environ,
+        "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "TICKFLOW_REGISTRY__URL": settings.registry.url,
+        "TICKFLOW_PROCESSORS__PARTITIONS": str(PARTITIONS),
+        "TICKFLOW_PROCESSORS__DATA_DIR": str(data_dir),
+    }
+    env.update({f"TICKFLOW_PROCESSORS__{TOPIC_SETTINGS[kind]}": topic for kind, topic in names.items()})
+    env.update({f"TICKFLOW_PROCESSORS__{name.upper()}": value for name, value in processors.items()})
+    return env
 
 
 @dataclass
@@ -144,27 +160,24 @@ class Worker:
         return "\n".join([*text[:25], f"... ({len(text)} lines in all)", *text[-lines:]])
 
 
+def make_worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path, name: str, kinds: tuple[str, ...],
+                port: int, **processors: str) -> Worker:  # fmt: skip
+    """A worker (not started) with its own app id, web ``port``, data directory and topics
+    (``kinds``, short names of ``TOPIC_SETTINGS``), memory store; ``worker.topics`` names them."""
+    names = {kind: new_topic(f"test.{name}.{kind}", partitions=PARTITIONS) for kind in kinds}
+    env = worker_env(settings, names, tmp_path / "data", **processors)
+    tickflow = str(Path(sys.executable).parent / "tickflow")
+    command = [tickflow, "worker", "--app-id", f"test-{name}-{uuid.uuid4().hex[:8]}", "--web-port", str(port),
+               "--store", os.environ.get("CRASH_STORE", "memory://")]  # fmt: skip
+    w = Worker(command, env, port, tmp_path / "worker.log", names["book"], names["bbo"], names["depth"], names["dlq"])
+    w.topics = names  # type: ignore[attr-defined]
+    return w
+
+
 @pytest.fixture
 def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> Iterator[Worker]:
-    names = {kind: new_topic(f"test.proc.{kind}", partitions=PARTITIONS) for kind in ("book", "bbo", "depth", "dlq")}
-    port = free_port()
-    env = {
-        **os.environ,
-        "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "TICKFLOW_REGISTRY__URL": settings.registry.url,
-        "TICKFLOW_PROCESSORS__PARTITIONS": str(PARTITIONS),
-        "TICKFLOW_PROCESSORS__DATA_DIR": str(tmp_path / "data"),
-        "TICKFLOW_PROCESSORS__BOOK_TOPIC": names["book"],
-        "TICKFLOW_PROCESSORS__BBO_TOPIC": names["bbo"],
-        "TICKFLOW_PROCESSORS__DEPTH_TOPIC": names["depth"],
-        "TICKFLOW_PROCESSORS__DEAD_LETTER_TOPIC": names["dlq"],
-        "TICKFLOW_PROCESSORS__DEPTH_INTERVAL": "0.5",
-        "TICKFLOW_PROCESSORS__DEPTH_LEVELS": "5",
-    }
-    tickflow = str(Path(sys.executable).parent / "tickflow")
-    command = [tickflow, "worker", "--app-id", f"test-books-{uuid.uuid4().hex[:8]}", "--web-port", str(port),
-               "--store", "memory://"]  # fmt: skip
-    w = Worker(command, env, port, tmp_path / "worker.log", names["book"], names["bbo"], names["depth"], names["dlq"])
+    w = make_worker(settings, new_topic, tmp_path, "proc", ("book", "bbo", "depth", "dlq"), free_port(),
+                    depth_interval="0.5", depth_levels="5")  # fmt: skip
     try:
         w.start()
         yield w

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import sys
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -25,9 +22,10 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
+from infra.processes import free_port
 from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
-from tests.integration.test_processors_books import Worker
+from tests.integration.test_processors_books import ALL_TOPICS, Worker, make_worker
 from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
@@ -45,43 +43,14 @@ SPEED = 12
 
 
 def web_port() -> int:
-    for port in range(16600 + os.getpid() % 50, 16700):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 16600-16699")
+    return free_port(16600 + os.getpid() % 50, 16700)
 
 
 @pytest.fixture
 def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> Iterator[Worker]:
-    kinds = ("book", "bbo", "depth", "dlq", "trades", "klines", "derived")
-    names = {kind: new_topic(f"test.kl.{kind}", partitions=PARTITIONS) for kind in kinds}
-    port = web_port()
-    env = {
-        **os.environ,
-        "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "TICKFLOW_REGISTRY__URL": settings.registry.url,
-        "TICKFLOW_PROCESSORS__PARTITIONS": str(PARTITIONS),
-        "TICKFLOW_PROCESSORS__DATA_DIR": str(tmp_path / "data"),
-        "TICKFLOW_PROCESSORS__BOOK_TOPIC": names["book"],
-        "TICKFLOW_PROCESSORS__BBO_TOPIC": names["bbo"],
-        "TICKFLOW_PROCESSORS__DEPTH_TOPIC": names["depth"],
-        "TICKFLOW_PROCESSORS__DEAD_LETTER_TOPIC": names["dlq"],
-        "TICKFLOW_PROCESSORS__TRADE_TOPIC": names["trades"],
-        "TICKFLOW_PROCESSORS__KLINE_TOPIC": names["klines"],
-        "TICKFLOW_PROCESSORS__DERIVED_KLINE_TOPIC": names["derived"],
-        "TICKFLOW_PROCESSORS__KLINE_INTERVALS": msgspec.json.encode(list(INTERVALS)).decode(),
-        "TICKFLOW_PROCESSORS__KLINE_GRACE": str(GRACE),
-        "TICKFLOW_PROCESSORS__KLINE_IDLE_CLOSE": "5",
-    }
-    tickflow = str(Path(sys.executable).parent / "tickflow")
-    command = [tickflow, "worker", "--app-id", f"test-klines-{uuid.uuid4().hex[:8]}", "--web-port", str(port),
-               "--store", "memory://"]  # fmt: skip
-    w = Worker(command, env, port, tmp_path / "worker.log", names["book"], names["bbo"], names["depth"], names["dlq"])
-    w.topics = names  # type: ignore[attr-defined]
+    w = make_worker(settings, new_topic, tmp_path, "kl", ALL_TOPICS, web_port(),
+                    kline_intervals=msgspec.json.encode(list(INTERVALS)).decode(), kline_grace=str(GRACE),
+                    kline_idle_close="5")  # fmt: skip
     try:
         w.start()
         w.wait_for("the kline tables recovered", lambda: w.get("/klines")["recovered"])

@@ -1,0 +1,121 @@
+"""Two workers of one app share the books by partition: one works alone, a second joins while
+the market runs (the partitions are split between them), then the first is killed (kill -9:
+the second takes all of them over). In the end every book, served by the worker that holds it,
+equals the venue's, and while both ran each book was held by exactly one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from producers.venues import VENUES
+from simulator.binance import BinanceSynthetic
+from tests.integration.test_processors_books import ALL_TOPICS, Worker, as_book, free_port, make_worker, read
+from tests.integration.test_processors_crash import BooksAndTrades
+from tickflow.codec import AvroCodec
+from tickflow.config import Settings
+from tickflow.events import BookReset, BookUpdate
+from tickflow.producer import EventProducer
+
+MARKET_SECONDS = 100
+SPEED = 4
+SYMBOLS = 6
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TICKFLOW_PROCESSOR_CRASH_TESTS") != "1",
+    reason="not passing yet: the joining worker waits over a minute for the group (see the README)",
+)
+
+
+@pytest.fixture
+def workers(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> Iterator[tuple[Worker, Worker]]:
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = make_worker(settings, new_topic, tmp_path / "first", "rebal", ALL_TOPICS, free_port())
+    first.start()  # before the second's port is chosen: free_port gives the first free one
+    # The same app (group, changelogs, topics), its own web port, data directory and log.
+    port = free_port()
+    command = [str(port) if previous == "--web-port" else part
+               for previous, part in zip(["", *first.command], first.command, strict=False)]  # fmt: skip
+    env = {**first.env, "TICKFLOW_PROCESSORS__DATA_DIR": str(tmp_path / "second" / "data")}
+    second = replace(first, command=command, env=env, port=port, log=tmp_path / "second" / "worker.log",
+                     process=None)  # fmt: skip
+    second.topics = first.topics  # type: ignore[attr-defined]
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
+def holdings(worker: Worker) -> set[str]:
+    return {b["venue_symbol"] for b in worker.get("/books")["books"]}
+
+
+def test_a_worker_joining_and_one_killed_rebalance_the_books_without_wrong_output(
+    workers: tuple[Worker, Worker], settings: Settings, codec: AvroCodec
+) -> None:
+    first, second = workers
+    names: dict[str, str] = first.topics  # type: ignore[attr-defined]
+    seen: dict[str, object] = {}
+    done = threading.Event()
+
+    def membership() -> None:
+        """The second joins after a while; once the partitions are split, the first is killed."""
+        try:
+            time.sleep(4)
+            second.start()
+            second.wait_for("the second worker holding books", lambda: bool(holdings(second)), timeout=90)
+            first.wait_for("the first worker giving books up", lambda: len(holdings(first)) < SYMBOLS, timeout=90)
+            seen["first"], seen["second"] = holdings(first), holdings(second)
+            first.kill()
+        finally:
+            done.set()
+
+    async def scenario() -> dict[str, dict]:
+        sim = BinanceSynthetic(symbols=SYMBOLS, usdm=False, seed=59, rate=200, duration=MARKET_SECONDS, speed=SPEED)
+        async with sim:
+            with EventProducer(settings.kafka, codec) as producer:
+                channels = {"channels": ("depth@100ms",)}
+                feed = VENUES["binance-spot"].make_feed(sim.symbols, BooksAndTrades(producer, names),
+                                                        ws_url=sim.ws_url, rest_url=sim.rest_url,
+                                                        venue_options=channels)  # fmt: skip
+                stop = asyncio.Event()
+                task = asyncio.create_task(feed.run(stop))
+                await asyncio.sleep(MARKET_SECONDS / SPEED + 3)
+                truth = {s: sim.true_book(s) for s in sim.symbols}
+                stop.set()
+                await asyncio.wait_for(task, 10)
+        return truth
+
+    thread = threading.Thread(target=membership, name="membership")
+    thread.start()
+    try:
+        truth = asyncio.run(scenario())
+    finally:
+        thread.join(240)
+    assert done.is_set() and "first" in seen, "the rebalance did not happen"
+    # While both ran, each book was held by one of them, and both held some.
+    assert seen["first"] and seen["second"] and not seen["first"] & seen["second"], seen  # type: ignore[operator]
+
+    # The survivor holds every book, and each equals the venue's once it has read the topic.
+    records = [r for r in read(settings, codec, names["book"]) if isinstance(r, (BookUpdate, BookReset))]
+    for symbol, true_book in truth.items():
+        mine = [r for r in records if r.venue_symbol == symbol]
+        assert isinstance(mine[-1], BookUpdate), f"{symbol}: the producer ended with a marker"
+        final_id = mine[-1].last_update_id
+        second.wait_for(f"{symbol} at update {final_id}",
+                        lambda s=symbol, i=final_id: (second.book_of("binance-spot", s) or {}).get("last_update_id")
+                        == i, timeout=120)  # fmt: skip
+        book = second.book_of("binance-spot", symbol)
+        assert book is not None and book["health"] == "LIVE", (symbol, book and book["detail"])
+        assert as_book(book) == as_book(true_book), symbol
+    assert holdings(second) == set(truth)
