@@ -2,13 +2,13 @@
 on every change and top-N depth at an interval out, the books served over HTTP.
 
 Records are applied in partition order, one instrument per key, by ``Book.apply``, in batches:
-the agent applies each record as it comes and, when nothing more is waiting in its stream (or
-``batch_max`` records are pending), writes what the batch changed to the tables and the best
-bid/offer topic in one ``TableWriter.flush`` (``changelog.py``), then acknowledges the batch's
-records: a committed offset always has its changes in Kafka. No timer: a record waits only for
-those that arrived with it. (Not Faust's ``take_events``: while the agent works on a batch, an
-event can slip into the batch's list after it was handed over; it is then acknowledged, its
-offset committed, and it is never processed; seen here as books losing thousands of updates.)
+the agent applies each record as it comes and, once nothing more is waiting in its stream nor
+arrives within ``batch_wait`` seconds (or ``batch_max`` records are pending), writes what the
+batch changed to the tables and the best bid/offer topic in one ``TableWriter.flush``
+(``changelog.py``), then acknowledges the batch's records: a committed offset always has its
+changes in Kafka. Not Faust's ``take_events``: reading its code, an event can slip into its
+list while the agent works on a batch; it is then acknowledged with the batch (its offset
+committed) but never handed to the agent.
 Outputs:
 
 - ``BookTop`` on the bbo topic whenever the best bid or offer (price, size) or the book's health
@@ -20,6 +20,7 @@ Outputs:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -65,7 +66,7 @@ class BookAgent:
     async def process(self, stream: Any) -> None:
         manual = stream.noack()  # acknowledged below, once the batch's changes are handed to Kafka
         waiting = getattr(manual.channel, "empty", None)  # the stream's queue: is more already there?
-        batch_max = self.settings.batch_max
+        batch_max, linger = self.settings.batch_max, self.settings.batch_wait
         pending: list[Any] = []
         dead: list[tuple[Any, str, str]] = []
         started: set[int] = set()
@@ -78,8 +79,11 @@ class BookAgent:
             if problem is not None:
                 dead.append((event.message, *problem))
             pending.append(event)
-            if len(pending) < batch_max and waiting is not None and not waiting():
-                continue  # more records are already queued: take them into this batch
+            if len(pending) < batch_max and waiting is not None:
+                if not waiting():
+                    continue  # more records are already queued: take them into this batch
+                if await self._more_within(waiting, linger):
+                    continue  # more arrived within the linger: into this batch too
             await self.writer.flush()
             for message, error_type, reason in dead:
                 await self._dead_letter(message, error_type, reason)
@@ -87,6 +91,19 @@ class BookAgent:
                 await manual.ack(done)
             pending.clear()
             dead.clear()
+
+    @staticmethod
+    async def _more_within(empty: Any, seconds: float) -> bool:
+        """Whether a record reaches the stream's queue within ``seconds`` (polled every ms: the
+        queue has no wait-with-timeout that leaves the stream intact). A batch lingers this long
+        for company, as a Kafka producer does, so that a flush (a produce request, and a wait for
+        the levels' acknowledgement) is shared by many records even when they trickle in."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while empty():
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.001)
+        return True
 
     def on_record(self, message: Any, value: object) -> tuple[str, str] | None:
         """Apply one record; its changes and output wait for the batch's flush. Returns

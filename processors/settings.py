@@ -79,6 +79,8 @@ class ProcessorSettings(BaseSettings):
     #: The order-book agent writes the changes of at most this many records at a time (and of
     #: fewer when no more are waiting: ``processors/books.py``).
     batch_max: int = Field(500, ge=1)
+    #: ...and, when no more are waiting, lingers this many seconds for more before it writes.
+    batch_wait: float = Field(0.005, ge=0)
 
     def changelog_partitions(self) -> int:
         if self.partitions is not None:
