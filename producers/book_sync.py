@@ -16,7 +16,6 @@ Nothing else is touched: other symbols and the socket carry on.
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from tickflow.book_side import BookSide
 from tickflow.errors import MalformedFrame
 from tickflow.events import BookResetReason
 
@@ -82,49 +82,21 @@ class BridgeRule(Protocol):
         """The id this diff carries, comparable with ``expected``."""
 
 
-class _Side:
-    """One side of a book: levels in a dict, the best price found through a heap.
+class _Side(BookSide):
+    """One side of the generic book (``tickflow.book_side``: a dict and a heap)."""
 
-    Prices enter the heap when their level appears; a level that goes away leaves its heap
-    entry behind, dropped when it reaches the top. So a diff costs a dict write per level (plus
-    a heap push for a new price) instead of a sorted insert, and finding the best price stays
-    cheap however deep the book is. Entries left behind deep in the book never reach the top,
-    so once the heap holds twice the levels it is rebuilt from them: memory stays proportional
-    to the book, at an amortized constant cost per update.
-    """
-
-    __slots__ = ("heap", "levels", "sign")
-
-    def __init__(self, sign: int) -> None:
-        self.levels: dict[Decimal, Decimal] = {}
-        self.heap: list[tuple[float, Decimal]] = []
-        self.sign = sign  # -1 for bids (best = highest), +1 for asks (best = lowest)
+    __slots__ = ()
 
     def apply(self, levels: Iterable[Level]) -> None:
-        book, heap, sign = self.levels, self.heap, self.sign
+        book = self.levels
         for price, size in levels:
             if size:
                 if price not in book:
-                    heapq.heappush(heap, (sign * float(price), price))
+                    self.add_price(price)
                 book[price] = size
             else:
                 book.pop(price, None)
-        if len(heap) > 2 * len(book) + 64:
-            self.heap = heap = [(sign * float(price), price) for price in book]
-            heapq.heapify(heap)
-
-    def best(self) -> tuple[Decimal, Decimal] | None:
-        heap, book = self.heap, self.levels
-        while heap and heap[0][1] not in book:
-            heapq.heappop(heap)
-        if not heap:
-            return None
-        price = heap[0][1]
-        return price, book[price]
-
-    def clear(self) -> None:
-        self.levels.clear()
-        self.heap.clear()
+        self.compact()
 
 
 class OrderBook:
