@@ -30,14 +30,22 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
-from tests.integration.test_processors_books import ALL_TOPICS, Worker, as_book, free_port, make_worker, read
+from tests.integration.processors_worker import (
+    ALL_TOPICS,
+    RoutedSink,
+    Worker,
+    assert_books_equal_truth,
+    free_port,
+    make_worker,
+    read,
+    run_feed,
+)
 from tests.integration.test_processors_klines import GRACE, INTERVALS, S, as_tuple, reference_klines
 from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
-from tickflow.events import BookReset, BookUpdate, Event, Kline, Trade
+from tickflow.events import Kline, Trade
 from tickflow.producer import EventProducer
 
 PARTITIONS = 3
@@ -63,18 +71,6 @@ def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) ->
         w.stop()
 
 
-class BooksAndTrades:
-    """A feed's sink: book events and trades to the test's topics, the rest dropped."""
-
-    def __init__(self, producer: EventProducer, names: dict[str, str]) -> None:
-        self.producer = producer
-        self.route = {topics.BOOK: names["book"], topics.TRADES: names["trades"]}
-
-    def send(self, topic: str, event: Event) -> None:
-        if topic in self.route:
-            self.producer.send(self.route[topic], event)
-
-
 def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_kline_once(
     worker: Worker, settings: Settings, codec: AvroCodec
 ) -> None:
@@ -98,17 +94,9 @@ def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_k
         sim = BinanceSynthetic(symbols=4, usdm=False, seed=47, rate=300, duration=MARKET_SECONDS, speed=SPEED)
         async with sim:
             with EventProducer(settings.kafka, codec) as producer:
-                channels = {"channels": ("depth@100ms", "aggTrade")}
-                feed = VENUES["binance-spot"].make_feed(sim.symbols, BooksAndTrades(producer, names),
-                                                        ws_url=sim.ws_url, rest_url=sim.rest_url,
-                                                        venue_options=channels)  # fmt: skip
-                stop = asyncio.Event()
-                task = asyncio.create_task(feed.run(stop))
-                await asyncio.sleep(MARKET_SECONDS / SPEED + 3)
-                truth = {s: sim.true_book(s) for s in sim.symbols}
-                stop.set()
-                await asyncio.wait_for(task, 10)
-        return truth
+                sink = RoutedSink(producer, {topics.BOOK: names["book"], topics.TRADES: names["trades"]})
+                return await run_feed("binance-spot", sim, sink, MARKET_SECONDS / SPEED + 3,
+                                      channels=("depth@100ms", "aggTrade"))  # fmt: skip
 
     thread = threading.Thread(target=killer, name="killer")
     thread.start()
@@ -131,16 +119,7 @@ def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_k
     expected = reference_klines(trades, dict.fromkeys(last, end - GRACE * S))
 
     # The books: each equals the venue's once the worker has read the last record of its topic.
-    records = [r for r in read(settings, codec, names["book"]) if isinstance(r, (BookUpdate, BookReset))]
-    for symbol, true_book in truth.items():
-        mine = [r for r in records if r.venue_symbol == symbol]
-        assert isinstance(mine[-1], BookUpdate), f"{symbol}: the producer ended with a marker"
-        final_id = mine[-1].last_update_id
-        worker.wait_for(f"{symbol} at update {final_id}", lambda s=symbol, i=final_id: _last_id(worker, s) == i,
-                        timeout=120)  # fmt: skip
-        book = worker.book_of("binance-spot", symbol)
-        assert book is not None and book["health"] == "LIVE", (symbol, book and book["detail"])
-        assert as_book(book) == as_book(true_book), symbol
+    assert_books_equal_truth(worker, settings, codec, "binance-spot", truth)
 
     # The klines: every window exactly once, none missing, each equal to the trades'.
     def derived() -> list[Kline]:
@@ -159,7 +138,3 @@ def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_k
         assert kline.closed and kline.revision == 0
         assert as_tuple(kline) == expected[(kline.key, kline.interval, kline.open_time)], kline
     assert sum(1 for w in windows if w[1] == "1m") >= 4
-
-
-def _last_id(worker: Worker, symbol: str) -> int | None:
-    return (worker.book_of("binance-spot", symbol) or {}).get("last_update_id")

@@ -3,34 +3,28 @@ real Kafka -> a `tickflow worker` process -> derived klines, compared with kline
 independently, from the trades read back from the trade topic; the cross-check against the
 venue's own 1m klines; then late, duplicate and bad records by hand, and a restart.
 
-The worker has its own app id, web port (16600-16699), data directory and topics, as in
-``test_processors_books.py`` (whose ``Worker`` process wrapper this reuses).
+The worker has its own app id, web port, data directory and topics (``processors_worker.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
 from confluent_kafka import Producer
 
-from infra.processes import free_port
-from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
-from tests.integration.test_processors_books import ALL_TOPICS, Worker, make_worker
+from tests.integration.processors_worker import ALL_TOPICS, RoutedSink, Worker, free_port, make_worker, read, run_feed
 from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
-from tickflow.consumer import EventConsumer, StartAt
-from tickflow.events import DeadLetter, Event, Kline, Trade
+from tickflow.events import DeadLetter, Kline, Trade
 from tickflow.producer import EventProducer
 
 PARTITIONS = 3
@@ -42,13 +36,9 @@ MARKET_SECONDS = 240
 SPEED = 12
 
 
-def web_port() -> int:
-    return free_port(16600 + os.getpid() % 50, 16700)
-
-
 @pytest.fixture
 def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> Iterator[Worker]:
-    w = make_worker(settings, new_topic, tmp_path, "kl", ALL_TOPICS, web_port(),
+    w = make_worker(settings, new_topic, tmp_path, "kl", ALL_TOPICS, free_port(),
                     kline_intervals=msgspec.json.encode(list(INTERVALS)).decode(), kline_grace=str(GRACE),
                     kline_idle_close="5")  # fmt: skip
     try:
@@ -57,23 +47,6 @@ def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) ->
         yield w
     finally:
         w.stop()
-
-
-class TradesAndKlines:
-    """A feed's sink: trades and the venue's klines to the test's topics, the rest dropped."""
-
-    def __init__(self, producer: EventProducer, names: dict[str, str]) -> None:
-        self.producer = producer
-        self.route = {topics.TRADES: names["trades"], topics.KLINES: names["klines"]}
-
-    def send(self, topic: str, event: Event) -> None:
-        if topic in self.route:
-            self.producer.send(self.route[topic], event)
-
-
-def read(settings: Settings, codec: AvroCodec, topic: str) -> list[Any]:
-    with EventConsumer(settings.kafka, codec, [topic], StartAt.beginning()) as consumer:
-        return [m.event for m in consumer.read_to_end()]
 
 
 def reference_klines(trades: list[Trade], watermarks: dict[str, int]) -> dict[tuple[str, str, int], tuple]:
@@ -121,15 +94,8 @@ def test_derived_klines_equal_klines_from_the_trades_and_match_the_venues(
         sim = BinanceSynthetic(symbols=4, usdm=False, seed=31, rate=60, duration=MARKET_SECONDS, speed=SPEED)
         async with sim:
             with EventProducer(settings.kafka, codec) as producer:
-                channels = {"channels": ("aggTrade", "kline_1m")}
-                feed = VENUES["binance-spot"].make_feed(sim.symbols, TradesAndKlines(producer, names),
-                                                        ws_url=sim.ws_url, rest_url=sim.rest_url,
-                                                        venue_options=channels)  # fmt: skip
-                stop = asyncio.Event()
-                task = asyncio.create_task(feed.run(stop))
-                await asyncio.sleep(MARKET_SECONDS / SPEED + 2)
-                stop.set()
-                await asyncio.wait_for(task, 10)
+                sink = RoutedSink(producer, {topics.TRADES: names["trades"], topics.KLINES: names["klines"]})
+                await run_feed("binance-spot", sim, sink, MARKET_SECONDS / SPEED + 2, channels=("aggTrade", "kline_1m"))
 
     asyncio.run(scenario())
     trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]

@@ -16,13 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
-from tests.integration.test_processors_books import ALL_TOPICS, Worker, as_book, free_port, make_worker, read
-from tests.integration.test_processors_crash import BooksAndTrades
+from tests.integration.processors_worker import (
+    ALL_TOPICS,
+    RoutedSink,
+    Worker,
+    assert_books_equal_truth,
+    free_port,
+    make_worker,
+    run_feed,
+)
+from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
-from tickflow.events import BookReset, BookUpdate
 from tickflow.producer import EventProducer
 
 MARKET_SECONDS = 100
@@ -84,17 +90,8 @@ def test_a_worker_joining_and_one_killed_rebalance_the_books_without_wrong_outpu
         sim = BinanceSynthetic(symbols=SYMBOLS, usdm=False, seed=59, rate=200, duration=MARKET_SECONDS, speed=SPEED)
         async with sim:
             with EventProducer(settings.kafka, codec) as producer:
-                channels = {"channels": ("depth@100ms",)}
-                feed = VENUES["binance-spot"].make_feed(sim.symbols, BooksAndTrades(producer, names),
-                                                        ws_url=sim.ws_url, rest_url=sim.rest_url,
-                                                        venue_options=channels)  # fmt: skip
-                stop = asyncio.Event()
-                task = asyncio.create_task(feed.run(stop))
-                await asyncio.sleep(MARKET_SECONDS / SPEED + 3)
-                truth = {s: sim.true_book(s) for s in sim.symbols}
-                stop.set()
-                await asyncio.wait_for(task, 10)
-        return truth
+                sink = RoutedSink(producer, {topics.BOOK: names["book"]})
+                return await run_feed("binance-spot", sim, sink, MARKET_SECONDS / SPEED + 3, channels=("depth@100ms",))
 
     thread = threading.Thread(target=membership, name="membership")
     thread.start()
@@ -107,15 +104,5 @@ def test_a_worker_joining_and_one_killed_rebalance_the_books_without_wrong_outpu
     assert seen["first"] and seen["second"] and not seen["first"] & seen["second"], seen  # type: ignore[operator]
 
     # The survivor holds every book, and each equals the venue's once it has read the topic.
-    records = [r for r in read(settings, codec, names["book"]) if isinstance(r, (BookUpdate, BookReset))]
-    for symbol, true_book in truth.items():
-        mine = [r for r in records if r.venue_symbol == symbol]
-        assert isinstance(mine[-1], BookUpdate), f"{symbol}: the producer ended with a marker"
-        final_id = mine[-1].last_update_id
-        second.wait_for(f"{symbol} at update {final_id}",
-                        lambda s=symbol, i=final_id: (second.book_of("binance-spot", s) or {}).get("last_update_id")
-                        == i, timeout=120)  # fmt: skip
-        book = second.book_of("binance-spot", symbol)
-        assert book is not None and book["health"] == "LIVE", (symbol, book and book["detail"])
-        assert as_book(book) == as_book(true_book), symbol
+    assert_books_equal_truth(second, settings, codec, "binance-spot", truth)
     assert holdings(second) == set(truth)
