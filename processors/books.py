@@ -5,8 +5,9 @@ Records are applied in partition order, one instrument per key, by ``Book.apply`
 the agent applies each record as it comes and, once nothing more is waiting in its stream nor
 arrives within ``batch_wait`` seconds (or ``batch_max`` records are pending), writes what the
 batch changed to the tables and the best bid/offer topic in one ``TableWriter.flush``
-(``changelog.py``), then acknowledges the batch's records: a committed offset always has its
-changes in Kafka. Not Faust's ``take_events``: reading its code, an event can slip into its
+(``changelog.py``), with the last offset applied of each partition after them (``resume.py``:
+a restart resumes exactly where the tables are, whatever Faust committed), then acknowledges
+the batch's records. Not Faust's ``take_events``: reading its code, an event can slip into its
 list while the agent works on a batch; it is then acknowledged with the batch (its offset
 committed) but never handed to the agent.
 Outputs:
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -36,6 +38,13 @@ from tickflow.codec import AvroCodec
 from tickflow.events import BookReset, BookUpdate, Event
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    pending: list[Any] = field(default_factory=list)  # events, acknowledged after the flush
+    dead: list[tuple[Any, str, str]] = field(default_factory=list)  # (message, error type, reason)
+    touched: set[Any] = field(default_factory=set)  # source partitions with records applied
 
 
 class BookAgent:
@@ -54,6 +63,11 @@ class BookAgent:
         self._tops: dict[str, Top] = {}  # last best bid/offer published, per instrument
         self._changed: set[str] = set()  # instruments changed since the last depth records
         self.counters = {"records": 0, "dead_letters": 0, "bbo": 0, "depth": 0}
+        self._batch = _Batch()  # records applied, not yet written nor acknowledged
+        self._flushing = asyncio.Lock()
+        self._stream: Any = None
+        app.agent_settlers.append(self.flush_batch)  # type: ignore[attr-defined]
+        app.source_positions.append(self.state.positions)  # type: ignore[attr-defined]
         app.agent(self.source, name="books")(self.process)
         app.timer(settings.depth_interval, name="books.depth")(self.publish_depth)
         from processors.web import register_views
@@ -64,33 +78,45 @@ class BookAgent:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
     async def process(self, stream: Any) -> None:
-        manual = stream.noack()  # acknowledged below, once the batch's changes are handed to Kafka
+        manual = self._stream = stream.noack()  # acknowledged by ``flush_batch``, once in Kafka
         waiting = getattr(manual.channel, "empty", None)  # the stream's queue: is more already there?
         batch_max, linger = self.settings.batch_max, self.settings.batch_wait
-        pending: list[Any] = []
-        dead: list[tuple[Any, str, str]] = []
         started: set[int] = set()
+        positions = self.state.positions
         async for event in manual.events():
             message = event.message
             if message.partition not in started:  # where each partition resumed: says what a restart re-reads
                 started.add(message.partition)
                 log.info("books: first record of %s[%d] at offset %d", message.topic, message.partition, message.offset)
-            problem = self.on_record(message, event.value)
-            if problem is not None:
-                dead.append((event.message, *problem))
-            pending.append(event)
-            if len(pending) < batch_max and waiting is not None:
+            batch = self._batch  # not kept across records: ``flush_batch`` may have been called meanwhile
+            batch.pending.append(event)
+            if await positions.admit(message):  # not one the tables have, nor past a gap (``resume.py``)
+                batch.touched.add(message.tp)
+                problem = self.on_record(message, event.value)
+                if problem is not None:
+                    batch.dead.append((event.message, *problem))
+            if len(batch.pending) < batch_max and waiting is not None:
                 if not waiting():
                     continue  # more records are already queued: take them into this batch
                 if await self._more_within(waiting, linger):
                     continue  # more arrived within the linger: into this batch too
-            await self.writer.flush()
-            for message, error_type, reason in dead:
+            await self.flush_batch()
+
+    async def flush_batch(self) -> None:
+        """Write what the pending records changed, then acknowledge them. Called by the agent, and
+        by the consumer before it waits for every record to be acknowledged (a rebalance, a stop:
+        ``flow.py``), when the agent may be blocked waiting for a record that will not come, as
+        Faust has suspended the streams and cleared their queues."""
+        async with self._flushing:
+            batch, self._batch = self._batch, _Batch()
+            if not batch.pending:
+                return
+            for message, error_type, reason in batch.dead:  # delivered before the positions that pass them
                 await self._dead_letter(message, error_type, reason)
-            for done in pending:
-                await manual.ack(done)
-            pending.clear()
-            dead.clear()
+            self.state.write_positions(batch.touched)
+            await self.writer.flush()
+            for done in batch.pending:
+                await self._stream.ack(done)
 
     @staticmethod
     async def _more_within(empty: Any, seconds: float) -> bool:
@@ -150,4 +176,4 @@ class BookAgent:
         log.warning("dead letter %s: %s: %s", where, error_type, reason)
         record = dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
                              error_type, reason)  # fmt: skip
-        await self.dead_letters.send(key=message.topic.encode(), value=record)
+        await (await self.dead_letters.send(key=message.topic.encode(), value=record))

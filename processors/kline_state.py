@@ -4,7 +4,8 @@ Two tables, changelogged to compacted topics and partitioned like the trade topi
 a change to the partition of the record being processed):
 
 - ``kline-heads``: one entry per instrument -> ``InstrumentKlines``: its open windows of every
-  interval, watermark, trade ids counted, last offsets applied, counters. Written once per record
+  interval, watermark, trade ids counted, last offsets applied (per source partition, the
+  highest of these is where a restart resumes: ``resume.py``), counters. Written once per record
   applied, whatever the number of intervals: the changelog grows with the trades.
 - ``kline-closed``: one entry per closed window (``instrument|interval|open_time``) -> ``Window``,
   written when it closes and when a correction changes it, deleted (a tombstone) once past the
@@ -21,8 +22,10 @@ import logging
 from typing import Any
 
 import msgspec
+from faust.types import TP
 
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome, Window
+from processors.resume import SourcePositions
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +39,18 @@ def closed_key(instrument: str, interval: str, open_time: int) -> bytes:
 
 
 class KlineState:
-    def __init__(self, app: Any, store: str, partitions: int, config: KlineConfig) -> None:
+    def __init__(self, app: Any, store: str, partitions: int, config: KlineConfig, sources: dict[str, str]) -> None:
+        """``sources``: the name of each source (``trades``, ``klines``) -> its topic."""
         options = {"partitions": partitions, "store": store, "key_type": bytes, "value_type": bytes}
         self.heads = app.Table("kline-heads", help="klines: instrument -> InstrumentKlines (JSON)", **options)
         self.closed = app.Table("kline-closed", help="closed klines: instrument|interval|open_time -> Window",
                                 **options)  # fmt: skip
         self.config = config
         self.instruments: dict[str, InstrumentWindows] = {}
+        self.sources = sources
+        #: Per source partition, the last offset applied: the highest an instrument's head records
+        #: (heads are written in the order of the records, to the records' partition).
+        self.positions = SourcePositions(app, "klines")
         self.recovered = False
         # As in BookState: reloading after each table's recovery means the last reload sees both.
         self.heads.on_recover(self.reload)
@@ -78,7 +86,14 @@ class KlineState:
             if windows is not None:
                 windows.load_closed(interval, _window_decoder.decode(value))
                 closed += 1
+        positions: dict[TP, int] = {}
+        for windows in instruments.values():
+            head = windows.head
+            for source, offset in head.offsets.items():
+                tp = TP(self.sources[source], head.partition)
+                positions[tp] = max(offset, positions.get(tp, -1))
         self.instruments = instruments
+        self.positions.load(positions)
         self.recovered = True
         log.info("kline state loaded from the tables: %d instruments, %d closed klines", len(instruments), closed)
 

@@ -67,7 +67,8 @@ class KlineAgent:
         self.published: set[tuple[str, str, int, int]] = set()
         self.config = KlineConfig.of(settings.kline_intervals, settings.kline_grace, settings.kline_idle_close,
                                      settings.kline_correction_horizon, settings.kline_updates)  # fmt: skip
-        self.state = KlineState(app, settings.store, settings.changelog_partitions(), self.config)
+        sources = {"trades": settings.trade_topic, "klines": settings.kline_topic}
+        self.state = KlineState(app, settings.store, settings.changelog_partitions(), self.config, sources)
         self.source = app.topic(settings.trade_topic, settings.kline_topic, key_serializer="raw",
                                 value_serializer=AvroSerializer(codec))  # fmt: skip
         self.derived = self._output(codec, settings.derived_kline_topic)
@@ -78,6 +79,10 @@ class KlineAgent:
         self.counters = {"records": 0, "replayed": 0, "dead_letters": 0, "klines": 0, "corrections": 0, "updates": 0,
                          "already_published": 0}  # fmt: skip
         self.state.heads.on_recover(self.read_published)
+        self._idle = asyncio.Event()  # not in the middle of a record
+        self._idle.set()
+        app.agent_settlers.append(self.settle)  # type: ignore[attr-defined]
+        app.source_positions.append(self.state.positions)  # type: ignore[attr-defined]
         app.agent(self.source, name="klines")(self.process)
         from processors.kline_web import register_kline_views
 
@@ -87,11 +92,22 @@ class KlineAgent:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
     async def process(self, stream: Any) -> None:
-        async for event in stream.events():
-            await self.on_record(event.message, event.value)
+        idle = self._idle
+        async for event in stream.events():  # acknowledged when the next is asked for
+            idle.clear()
+            try:
+                await self.on_record(event.message, event.value)
+            finally:
+                idle.set()
+
+    async def settle(self) -> None:
+        """Return once the record in hand (if any) is done (``flow.py``: a rebalance or a stop)."""
+        await asyncio.wait_for(self._idle.wait(), self.settings.session_timeout)
 
     async def on_record(self, message: Any, value: object) -> None:
         self.counters["records"] += 1
+        if not await self.state.positions.admit(message):  # applied already, or past a gap (``resume.py``)
+            return
         trades = message.topic == self.settings.trade_topic
         if isinstance(value, Undecodable):
             await self._dead_letter(message, value.error_type, value.reason)

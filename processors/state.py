@@ -10,7 +10,9 @@ Two tables, both changelogged to compacted topics:
   compaction keeps the changelog at about the size of the books themselves. (The other choice,
   a log of per-instrument deltas, would grow forever: compaction cannot fold deltas.)
 - ``book-heads``: one entry per instrument -> ``BookHead`` (health, the venue's last ids, times),
-  written for every record applied: continuity is checked against it after a restart.
+  written for every record applied: continuity is checked against it after a restart. Plus one
+  entry per source partition, ``@applied|topic|partition`` -> the last offset applied, written
+  last in each batch (``resume.py``: a restart resumes exactly where the tables are).
 
 The writes go through ``changelog.TableWriter`` a batch of source records at a time (the same
 keys and values as ``table[key] = value``, far cheaper), so a level or head changed several
@@ -32,15 +34,18 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+from faust.types import TP
 
 from processors.book import Applied, Book, BookHead
 from processors.changelog import TableWriter
+from processors.resume import SourcePositions
 
 log = logging.getLogger(__name__)
 
 _head_encoder = msgspec.msgpack.Encoder()
 _head_decoder = msgspec.msgpack.Decoder(BookHead)
 _BID, _ASK = "b", "a"
+_APPLIED = "@applied|"  # heads-table keys of the source positions (an instrument never starts with @)
 
 
 class BookState:
@@ -53,6 +58,7 @@ class BookState:
         self.heads = app.Table("book-heads", help="book heads: instrument -> BookHead (msgpack)", **options)
         writer.order(self.levels, self.heads)  # a head never lands in Kafka without its levels
         self.books: dict[str, Book] = {}
+        self.positions = SourcePositions(app, "books")
         #: The tables have been recovered and the books loaded at least once (``/books`` says so:
         #: before that, the web server is up but the books are not there yet).
         self.recovered = False
@@ -81,11 +87,25 @@ class BookState:
         if applied.head_changed:
             set_level(self.heads, partition, instrument.encode(), _head_encoder.encode(book.head))
 
+    def write_positions(self, tps: set[TP]) -> None:
+        """Write the last offset applied of each of ``tps``: after the batch's heads, in their
+        changelog partition (a record batch: it lands with them)."""
+        applied = self.positions.applied
+        for tp in tps:
+            key = f"{_APPLIED}{tp.topic}|{tp.partition}".encode()
+            self.writer.set(self.heads, tp.partition, key, str(applied[tp]).encode())
+
     async def reload(self) -> None:
         """Rebuild the in-memory books from the tables (Faust calls this once they are recovered)."""
         books: dict[str, Book] = {}
+        positions: dict[TP, int] = {}
         for key, value in self.heads.items():
-            books[_text(key)] = Book(_head_decoder.decode(value))
+            text = _text(key)
+            if text.startswith(_APPLIED):
+                topic, partition = text[len(_APPLIED) :].rsplit("|", 1)
+                positions[TP(topic, int(partition))] = int(value)
+                continue
+            books[text] = Book(_head_decoder.decode(value))
         levels = 0
         for key, value in self.levels.items():
             instrument, side, price = _text(key).rsplit("|", 2)
@@ -95,8 +115,10 @@ class BookState:
             (book.bids if side == _BID else book.asks).load(Decimal(price), Decimal(_text(value)))
             levels += 1
         self.books = books
+        self.positions.load(positions)
         self.recovered = True
-        log.info("book state loaded from the tables: %d books, %d levels", len(books), levels)
+        log.info("book state loaded from the tables: %d books, %d levels, applied up to %s", len(books), levels,
+                 {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(positions.items())})  # fmt: skip
 
 
 def _text(value: bytes | str) -> str:

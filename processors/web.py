@@ -6,8 +6,11 @@
   (``[price, size]`` pairs), all of them without ``depth``; no levels unless the book is LIVE.
   ``symbol`` is the normalized one (``BTC-USDT``) or the venue's own (``BTCUSDT``).
 
-A worker answers for the books of its own partitions; routing a request to the worker that
-holds the book (Faust's ``table_route``) comes with running several workers.
+With several workers, each holds the books of its partitions. A request for a book another
+worker holds is redirected there (``307``, ``Location`` its URL: HTTP clients follow it), found
+from the group's assignment as Faust's ``table_route`` does: the instrument key's partition
+(murmur2, as the producers partition) and the worker that has it. That needs the normalized
+symbol (the key); a venue symbol that is not here gets a 404.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.web import Request, Response, View
+from yarl import URL
 
 from processors.book import Book
 
@@ -64,6 +68,15 @@ def register_views(app: faust.App, agent: BookAgent) -> None:
                          if b.head.venue == venue and b.head.venue_symbol == symbol), None)  # fmt: skip
         return book
 
+    def owner(key: str) -> URL | None:
+        """The URL of the other worker holding ``key``'s partition, if one does."""
+        try:
+            url = app.router.key_store(agent.state.heads.name, key.encode())
+        except LookupError:  # no assignment yet, or the partition is nobody's
+            return None
+        here = app.conf.canonical_url
+        return None if (url.host, url.port) == (here.host, here.port) else url
+
     @app.page("/books/{venue}/{symbol}")
     class OneBook(View):
         async def get(self, request: Request, venue: str, symbol: str) -> Response:
@@ -77,6 +90,10 @@ def register_views(app: faust.App, agent: BookAgent) -> None:
                     return self.json({"error": "depth must be a positive integer"}, status=400)
             book = find(venue, symbol)
             if book is None:
+                elsewhere = owner(f"{venue}:{symbol}")
+                if elsewhere is not None:
+                    location = str(elsewhere.with_path(request.path).with_query(request.query))
+                    return self.json({"location": location}, status=307, headers={"Location": location})
                 return self.json({"error": f"no book {venue}:{symbol} on this worker"}, status=404)
             return self.json(book_json(book, depth))
 

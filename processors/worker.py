@@ -9,11 +9,14 @@ the same settings. Kafka and the registry come from tickflow's ``Settings``; the
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 
+from processors.flow import SteadyConsumer
 from processors.local_state import LocalStateGuard
+from processors.resume import SourcePositions
 from processors.settings import ProcessorSettings
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings, Settings
@@ -46,10 +49,26 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
 
 
 class ProcessorsApp(faust.App):
-    """Faust's app, plus the local state guard (``local_state.py``): the RocksDB tables of a
-    worker that did not stop cleanly are rebuilt from the changelog, not trusted."""
+    """Faust's app, plus the local state guard (``local_state.py``: the RocksDB tables of a
+    worker that did not stop cleanly are rebuilt from the changelog, not trusted) and its own
+    consumer (``flow.py``)."""
 
     local_state: LocalStateGuard | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: One per agent: finishes what the agent was handed (writes, acknowledgements), called by
+        #: the consumer when a rebalance or a stop suspends the streams (``flow.py``).
+        self.agent_settlers: list[Callable[[], Awaitable[None]]] = []
+        #: The agents' source positions (``resume.py``): where their streams resume.
+        self.source_positions: list[SourcePositions] = []
+
+    def _new_consumer(self) -> Any:
+        """Faust's consumer, made from ``SteadyConsumer`` (``flow.py``) instead of the driver's."""
+        # As ``faust.App._new_consumer`` and ``Transport.create_consumer`` make it, but this class.
+        return SteadyConsumer(self.transport, callback=self.topics.on_message, loop=self.transport.loop,
+                              on_partitions_revoked=self._on_partitions_revoked,
+                              on_partitions_assigned=self._on_partitions_assigned, beacon=self.beacon)  # fmt: skip
 
     async def on_start(self) -> None:
         if self.local_state is not None:  # before the tables (children of the app) open their stores

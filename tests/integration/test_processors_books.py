@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from simulator.binance import BinanceSynthetic
 from simulator.coinbase import CoinbaseSynthetic
@@ -26,6 +26,7 @@ from tests.integration.processors_worker import (
     RoutedSink,
     Worker,
     as_book,
+    assert_books_equal_truth,
     free_port,
     make_worker,
     read,
@@ -165,3 +166,57 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_agent_goes_on(worker: W
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (worker.book, 0, 0)
     assert letter.source_value == b"not avro at all" and letter.error_type == "MalformedPayload"
     assert letter.consumer == "processors.books" and worker.process is not None and worker.process.poll() is None
+
+
+class _Recorder:
+    """A feed's sink that keeps the book records, to be produced by the test when it chooses."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def send(self, topic: str, event: Any) -> None:
+        if topic == topics.BOOK:
+            self.records.append(event)
+
+
+def test_a_group_committed_past_the_tables_is_read_again_from_where_the_tables_are(
+    worker: Worker, settings: Settings, codec: AvroCodec
+) -> None:
+    """Faust committing offsets the tables do not hold (as after some crashes) loses nothing: the
+    worker reads again from the offsets its tables say they applied (``processors/resume.py``)."""
+
+    async def scenario() -> tuple[dict[str, Any], list[Any]]:
+        sim = BinanceSynthetic(symbols=3, usdm=False, seed=31, rate=150, duration=DURATION)
+        recorder = _Recorder()
+        async with sim:
+            truth = await run_feed("binance-spot", sim, recorder, DURATION + 2)
+        return truth, recorder.records
+
+    truth, records = asyncio.run(scenario())
+    half = len(records) // 2
+    with EventProducer(settings.kafka, codec) as producer:
+        for record in records[:half]:
+            producer.send(worker.book, record)
+        producer.flush()
+    worker.wait_for(f"the first {half} records applied", lambda: worker.get("/books")["counters"]["records"] >= half)
+    worker.stop()
+
+    # While it is down: the rest of the market, and its group's offsets committed at the end of
+    # the topic, past every record its tables hold.
+    with EventProducer(settings.kafka, codec) as producer:
+        for record in records[half:]:
+            producer.send(worker.book, record)
+        producer.flush()
+    group = worker.command[worker.command.index("--app-id") + 1]
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(worker.book, timeout=10).topics[worker.book].partitions
+        ends = [TopicPartition(worker.book, p, consumer.get_watermark_offsets(TopicPartition(worker.book, p))[1])
+                for p in partitions]  # fmt: skip
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+    worker.start()
+    assert_books_equal_truth(worker, settings, codec, "binance-spot", truth)
+    assert "resuming where the tables are" in worker.log.read_text()

@@ -3,24 +3,17 @@ restart it: its books equal the venue's in the end, and the derived klines hold 
 exactly once, none missing, each equal to the klines computed here from the trades.
 
 The worker runs with the memory store (its tables rebuilt from the changelog at each start) and
-Faust's at-least-once mode. Books: a batch's source records are acknowledged only once its
-changes are in Kafka, a book's head never lands without its levels, and records read again are
-applied again (absolute level sizes: twice is once). Klines: a kline is delivered before the
-table writes that record it, and after recovery the agent reads back the derived topic's recent
-klines so that one published just before the crash is not published again.
-
-**Not in the default run**: it fails now and then (set ``TICKFLOW_PROCESSOR_CRASH_TESTS=1`` to
-run it). After a restart some books resume far past the records they applied (``delta U=...
-does not follow u=...``): the worker's committed offsets are ahead of its tables. The books say
-so (``INVALID`` on ``/books`` and the best bid/offer topic) and recover at the next snapshot, but
-updates are lost. The worker logs where each partition resumed ("first record of ... at offset
-..."). See the README ("After a crash") for the leads.
+Faust's at-least-once mode. Books: a batch's changes land in Kafka before its records are
+acknowledged, a book's head never lands without its levels, nor a partition's position
+(``processors/resume.py``) without its heads; each restart resumes at the position, whatever
+Faust committed. Klines: a kline is delivered before the table writes that record it, and after
+recovery the agent reads back the derived topic's recent klines so that one published just
+before the crash is not published again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import threading
 import time
@@ -50,10 +43,6 @@ from tickflow.producer import EventProducer
 
 PARTITIONS = 3
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("TICKFLOW_PROCESSOR_CRASH_TESTS") != "1",
-    reason="fails now and then (committed offsets ahead of the tables after a crash): see the docstring",
-)
 MARKET_SECONDS = 60
 SPEED = 4
 KILLS = 3
