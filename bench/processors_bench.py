@@ -360,12 +360,17 @@ def _changelogs(app_id: str) -> list[str]:
 
 # --- throughput ----------------------------------------------------------------------------------
 
+FAUST = {"TICKFLOW_PROCESSORS_LEAN_CONSUMER": "0"}
+
 #: Variant name -> how to run it on (topic, records, outputs). A trade variant (the kline agent
 #: against a bare loop on the trade topic) adds its own entries and fill function.
 VARIANTS: dict[str, Callable[[str, int, dict[str, str]], dict[str, float]]] = {
     "bare": lambda topic, count, _: run_bare(topic, count),
     "agent-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs),
     "agent-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs),
+    # Faust's own consumer path (processors/consumer.py off): the before of the lean path.
+    "faust-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs, extra_env=FAUST),
+    "faust-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs, extra_env=FAUST),
 }
 
 

@@ -8,11 +8,14 @@ the same settings. Kafka and the registry come from tickflow's ``Settings``; the
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any
 
 import faust
+from faust import transport as faust_transport
 
+from processors import consumer
 from processors.local_state import LocalStateGuard
 from processors.settings import ProcessorSettings
 from tickflow.codec import AvroCodec
@@ -47,9 +50,21 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
 
 class ProcessorsApp(faust.App):
     """Faust's app, plus the local state guard (``local_state.py``): the RocksDB tables of a
-    worker that did not stop cleanly are rebuilt from the changelog, not trusted."""
+    worker that did not stop cleanly are rebuilt from the changelog, not trusted; and, on Faust's
+    aiokafka transport, a leaner per-record consumer path (``consumer.py``)."""
 
     local_state: LocalStateGuard | None = None
+
+    def _new_transport(self) -> Any:
+        # Faust picks the transport class from the broker URL's scheme; the consumer and the
+        # conductor come from that class. Only Faust's aiokafka transport is replaced (what
+        # ``LeanConsumer`` was written against); any other stays as Faust makes it.
+        # TICKFLOW_PROCESSORS_LEAN_CONSUMER=0 keeps Faust's own (the bench's before/after; a way
+        # back should the lean path ever be suspected).
+        lean = os.environ.get("TICKFLOW_PROCESSORS_LEAN_CONSUMER", "1") != "0"
+        if lean and faust_transport.by_url(self.conf.broker_consumer[0]) is consumer.REPLACES:
+            return consumer.LeanTransport(self.conf.broker_consumer, self)
+        return super()._new_transport()
 
     async def on_start(self) -> None:
         if self.local_state is not None:  # before the tables (children of the app) open their stores
