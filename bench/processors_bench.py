@@ -51,6 +51,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -232,6 +233,7 @@ class WorkerRun:
     app_id: str = field(default_factory=lambda: f"bench-proc-{uuid.uuid4().hex[:8]}")
     port: int = 0
     proc: subprocess.Popen | None = None
+    sampler: subprocess.Popen | None = None
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pthru-worker-")))
 
     def start(self) -> None:
@@ -242,17 +244,38 @@ class WorkerRun:
                "TICKFLOW_PROCESSORS__BOOK_TOPIC": self.book,
                "TICKFLOW_PROCESSORS__BBO_TOPIC": self.outputs["bbo"],
                "TICKFLOW_PROCESSORS__DEPTH_TOPIC": self.outputs["depth"],
-               "TICKFLOW_PROCESSORS__DEAD_LETTER_TOPIC": self.outputs["dlq"]}  # fmt: skip
+               "TICKFLOW_PROCESSORS__DEAD_LETTER_TOPIC": self.outputs["dlq"],
+               # The kline agent runs in the same worker: on empty topics of the run, not the
+               # stack's tickflow.trades (which may hold millions of trades it would chew through
+               # meanwhile, measured as the book agent's cost).
+               "TICKFLOW_PROCESSORS__TRADE_TOPIC": self.outputs["trades"],
+               "TICKFLOW_PROCESSORS__KLINE_TOPIC": self.outputs["klines"],
+               "TICKFLOW_PROCESSORS__DERIVED_KLINE_TOPIC": self.outputs["derived"]}  # fmt: skip
         tickflow = str(Path(sys.executable).with_name("tickflow"))
         argv = [tickflow, "worker", "--app-id", self.app_id, "--web-port", str(self.port), "--store", self.store,
                 "--loglevel", "warning"]  # fmt: skip
-        if self.profile is not None and self.profile.suffix == ".txt":  # py-spy: sampling, little overhead
-            pyspy = str(Path(sys.executable).with_name("py-spy"))
-            argv = [pyspy, "record", "--format", "raw", "-r", "250", "-o", str(self.profile), "--", *argv]
-        elif self.profile is not None:
+        if self.profile is not None and self.profile.suffix != ".txt":  # py-spy attaches later (``sample``)
             argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile), tickflow, *argv[1:]]
         log = open(self.data_dir / "worker.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def sample(self) -> None:
+        """py-spy (``profile.txt``) attached to the running worker: from here to ``stop_sampling``.
+        Attached rather than launching the worker, so that the worker's own pid is the one timed
+        and stopped, and the profile covers the processing only (not start-up and recovery)."""
+        if self.profile is None or self.profile.suffix != ".txt":
+            return
+        assert self.proc is not None
+        pyspy = str(Path(sys.executable).with_name("py-spy"))
+        argv = [pyspy, "record", "--format", "raw", "-r", "250", "-o", str(self.profile), "--pid", str(self.proc.pid)]
+        self.sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop_sampling(self) -> None:
+        """SIGINT: py-spy writes its file and exits (SIGTERM would lose the samples)."""
+        if self.sampler is not None and self.sampler.poll() is None:
+            self.sampler.send_signal(signal.SIGINT)
+            self.sampler.wait(60)
+        self.sampler = None
 
     def books(self) -> dict[str, Any] | None:
         try:
@@ -274,6 +297,7 @@ class WorkerRun:
         raise RuntimeError(f"worker not recovered in {timeout}s; log in {self.data_dir}")
 
     def stop(self) -> None:
+        self.stop_sampling()
         if self.proc is not None:
             stop_process(self.proc, timeout=60)
         delete_topics([self.app_id])
@@ -284,8 +308,17 @@ def _free_web_port() -> int:
     return free_port(WEB_PORTS.start, WEB_PORTS.stop)
 
 
+#: Topics of a run besides the book topic: the book agent's outputs, and the kline agent's inputs
+#: and output (left empty: the bench measures the book agent).
+OUTPUT_KINDS = ("bbo", "depth", "dlq", "trades", "klines", "derived")
+
+
+def run_topics(run: str) -> list[str]:
+    return [f"bench.proc.{kind}.{run}" for kind in OUTPUT_KINDS]
+
+
 def output_topics(run: str) -> dict[str, str]:
-    names = {kind: f"bench.proc.{kind}.{run}" for kind in ("bbo", "depth", "dlq")}
+    names = {kind: f"bench.proc.{kind}.{run}" for kind in OUTPUT_KINDS}
     create_topics(list(names.values()))
     return names
 
@@ -298,6 +331,7 @@ def run_agent(topic: str, count: int, store: str, outputs: dict[str, str], profi
         assert worker.proc is not None
         stats = ProcStats(worker.proc.pid)
         first = worker.wait_recovered()
+        worker.sample()
         t0, cpu0, done0 = time.monotonic(), stats.cpu_seconds(), first["counters"]["records"]
         t_processed = cpu_processed = None
         while True:
@@ -307,6 +341,7 @@ def run_agent(topic: str, count: int, store: str, outputs: dict[str, str], profi
                 books = worker.books()
                 if books is not None and books["counters"]["records"] >= count:
                     t_processed, cpu_processed = time.monotonic(), stats.cpu_seconds()
+                    worker.stop_sampling()
             if t_processed is not None and committed(worker.app_id, topic) >= count:
                 break
             time.sleep(0.1)
@@ -325,12 +360,17 @@ def _changelogs(app_id: str) -> list[str]:
 
 # --- throughput ----------------------------------------------------------------------------------
 
+FAUST = {"TICKFLOW_PROCESSORS_LEAN_CONSUMER": "0"}
+
 #: Variant name -> how to run it on (topic, records, outputs). A trade variant (the kline agent
 #: against a bare loop on the trade topic) adds its own entries and fill function.
 VARIANTS: dict[str, Callable[[str, int, dict[str, str]], dict[str, float]]] = {
     "bare": lambda topic, count, _: run_bare(topic, count),
     "agent-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs),
     "agent-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs),
+    # Faust's own consumer path (processors/consumer.py off): the before of the lean path.
+    "faust-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs, extra_env=FAUST),
+    "faust-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs, extra_env=FAUST),
 }
 
 
@@ -365,7 +405,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                 for variant in ratios:
                     ratios[variant].append(got[variant]["records"] / got[variant]["wall"] / bare_rate)
     finally:
-        delete_topics([f"bench.proc.bbo.{run}", f"bench.proc.depth.{run}", f"bench.proc.dlq.{run}"])
+        delete_topics(run_topics(run))
         if not args.topic and not args.keep:
             delete_topics([topic])
     summary: dict[str, Any] = {"records": count, "rounds": args.rounds}
@@ -386,6 +426,9 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     """One agent run under cProfile; prints the top functions by cumulative and by own time."""
     import pstats
 
+    if args.folded:
+        print_folded(args.folded)
+        return {"profile": str(args.folded)}
     run = uuid.uuid4().hex[:8]
     topic = f"bench.proc.book.{run}"
     create_topics([topic])
@@ -396,7 +439,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     try:
         result = run_agent(topic, args.records, args.store, outputs, profile=out)
     finally:
-        delete_topics([topic, f"bench.proc.bbo.{run}", f"bench.proc.depth.{run}", f"bench.proc.dlq.{run}"])
+        delete_topics([topic, *run_topics(run)])
     if args.py_spy:
         print_folded(out)
         return {"profile": str(out), **result}
@@ -406,21 +449,62 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     return {"profile": str(out), **result}
 
 
+#: Leaf frames of a thread that waits (py-spy counts some of them as busy): left out of "busy".
+IDLE_LEAVES = ("EpollSelector.select", "_worker (concurrent/futures/thread.py", "wait (threading.py",
+               "select (selectors.py")  # fmt: skip
+
+#: Where a busy sample's time goes: the frame nearest the leaf that matches one of these (in
+#: this order of priority for the same frame) names its part. Frames of asyncio and the standard
+#: library match nothing, so a task switch counts for the code that caused it.
+PARTS = (
+    ("decode (AvroCodec)", ("tickflow/codec.py", "fastavro")),
+    ("table/output writes (changelog.py)", ("processors/changelog.py",)),
+    ("book agent's own code (books.py, book logic, state)", ("processors/", "tickflow/")),
+    ("aiokafka producer", ("aiokafka/producer",)),
+    ("aiokafka client, consumer side (main thread)", ("aiokafka/",)),
+    ("faust/mode (consumer path, conductor, streams, sensors)", ("faust/", "mode/")),
+)
+
+
+def _part(frames: list[str]) -> str:
+    if frames[0].startswith("Thread._bootstrap"):  # not the event loop's thread
+        if any("mode/threads.py" in f for f in frames):
+            return "faust's aiokafka consumer thread (fetching, decompressing)"
+        return "other threads"
+    for frame in reversed(frames):
+        for name, markers in PARTS:
+            if any(m in frame for m in markers):
+                if name.startswith("aiokafka") and any("aiokafka/producer" in f for f in frames):
+                    return "aiokafka producer"  # its connection's writes too
+                return name
+    return "event loop / other"
+
+
 def print_folded(path: Path, top: int = 40) -> None:
-    """py-spy's folded stacks: the functions with the most samples, own and inclusive."""
+    """py-spy's folded stacks: busy samples by part, then the functions with the most samples,
+    own and inclusive."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
-    total = 0
+    parts: dict[str, int] = {}
+    total = idle = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n = int(count)
-        total += n
         frames = stack.split(";")
+        if frames[-1].startswith(IDLE_LEAVES):
+            idle += n
+            continue
+        total += n
         own[frames[-1]] = own.get(frames[-1], 0) + n
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + n
+        part = _part(frames)
+        parts[part] = parts.get(part, 0) + n
+    print(f"\nbusy samples: {total} ({idle} idle left out), by part:")
+    for part, n in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"{100 * n / total:6.1f}%  {part}")
     for title, table in (("own", own), ("inclusive", inclusive)):
-        print(f"\n{title} samples of {total}:")
+        print(f"\n{title} samples of {total} busy:")
         for frame, n in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
             print(f"{100 * n / total:6.1f}%  {frame}")
 
@@ -439,6 +523,7 @@ def main() -> int:
         p.add_argument("--store", default="rocksdb://")
         p.add_argument("--keep", action="store_true", help="keep the filled topic (printed) for later runs")
         p.add_argument("--py-spy", action="store_true", help="profile: sample with py-spy instead of cProfile")
+        p.add_argument("--folded", type=Path, help="profile: only print the breakdown of this py-spy raw file")
     args = parser.parse_args(sys.argv[1:] or ["throughput"])
     if args.command == "bare":
         result = bare_loop(args.topic, args.records)

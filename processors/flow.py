@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 
 log = logging.getLogger(__name__)
@@ -74,3 +75,9 @@ class SteadyConsumer(AIOKafkaConsumer):
 
     def on_buffer_full(self, tp: TP) -> None:
         return None
+
+
+class SteadyTransport(AIOKafkaTransport):
+    """Faust's aiokafka transport with ``SteadyConsumer`` (and Faust's own per-record path)."""
+
+    Consumer = SteadyConsumer

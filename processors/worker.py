@@ -8,13 +8,16 @@ the same settings. Kafka and the registry come from tickflow's ``Settings``; the
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from faust import transport as faust_transport
 
-from processors.flow import SteadyConsumer
+from processors import consumer
+from processors.flow import SteadyTransport
 from processors.local_state import LocalStateGuard
 from processors.resume import SourcePositions
 from processors.settings import ProcessorSettings
@@ -51,7 +54,8 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
 class ProcessorsApp(faust.App):
     """Faust's app, plus the local state guard (``local_state.py``: the RocksDB tables of a
     worker that did not stop cleanly are rebuilt from the changelog, not trusted) and its own
-    consumer (``flow.py``)."""
+    consumer: resuming where the tables are, settling the agents at a rebalance (``flow.py``),
+    with a leaner per-record path (``consumer.py``)."""
 
     local_state: LocalStateGuard | None = None
 
@@ -63,12 +67,17 @@ class ProcessorsApp(faust.App):
         #: The agents' source positions (``resume.py``): where their streams resume.
         self.source_positions: list[SourcePositions] = []
 
-    def _new_consumer(self) -> Any:
-        """Faust's consumer, made from ``SteadyConsumer`` (``flow.py``) instead of the driver's."""
-        # As ``faust.App._new_consumer`` and ``Transport.create_consumer`` make it, but this class.
-        return SteadyConsumer(self.transport, callback=self.topics.on_message, loop=self.transport.loop,
-                              on_partitions_revoked=self._on_partitions_revoked,
-                              on_partitions_assigned=self._on_partitions_assigned, beacon=self.beacon)  # fmt: skip
+    def _new_transport(self) -> Any:
+        # Faust picks the transport class from the broker URL's scheme; the consumer and the
+        # conductor come from that class. Faust's aiokafka transport (the one these consumers
+        # were written against) is replaced; there is no other Kafka transport in Faust 0.15.
+        # TICKFLOW_PROCESSORS_LEAN_CONSUMER=0 keeps Faust's own per-record path (the bench's
+        # before/after; a way back should the lean path ever be suspected), never the rest.
+        if faust_transport.by_url(self.conf.broker_consumer[0]) is not consumer.REPLACES:
+            raise ConfigError(f"the processors run on Faust's aiokafka transport, not {self.conf.broker_consumer[0]}")
+        lean = os.environ.get("TICKFLOW_PROCESSORS_LEAN_CONSUMER", "1") != "0"
+        transport = consumer.LeanTransport if lean else SteadyTransport
+        return transport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
         if self.local_state is not None:  # before the tables (children of the app) open their stores
