@@ -64,7 +64,7 @@ Reproduce (a stack of your own; the TICKFLOW_* variables point every client at i
     .venv/bin/python bench/processors_bench.py profile --records 30000   # cProfile of the agent
     .venv/bin/python bench/processors_bench.py profile --py-spy         # sampled instead (pip install py-spy)
     .venv/bin/python bench/processors_bench.py latency --rates 500,1000,1500 --duration 30
-    .venv/bin/python bench/processors_bench.py latency --rates 5000 --duration 20 --drain 200
+    .venv/bin/python bench/processors_bench.py latency --rates 5000 --duration 20
     .venv/bin/tickflow infra down
 
 The last line of each command's output is one JSON object with the figures, for scripts.
@@ -794,7 +794,7 @@ def main() -> int:
     p.add_argument("--symbols", type=int, default=20)
     p.add_argument("--duration", type=float, default=30.0, help="seconds measured, after the warm-up")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds from the feed's start not measured")
-    p.add_argument("--drain", type=float, default=120.0, help="seconds the worker may take to catch up afterwards")
+    p.add_argument("--drain", type=float, default=300.0, help="seconds the worker may take to catch up afterwards")
     p.add_argument("--channels", default="depth@100ms", help="the feed's Binance channels")
     p.add_argument("--store", default="memory://")
     p.add_argument("--batch-wait", type=float, help="the book agent's batch linger (s; default: the worker's)")
