@@ -24,11 +24,35 @@ the agent at least 50% of the bare loop.
 A trade variant (kline agent vs a bare loop over the trade topic) fits the same frame: a
 ``fill`` function for the trade topic and the agent's topic setting; see ``VARIANTS``.
 
-Not here yet: the end-to-end latency bench (simulator at 5k updates/s -> producer -> Kafka ->
-worker -> bbo topic, p50/p99). The plan: a bbo topic with ``message.timestamp.type=LogAppendTime``
-(the broker stamps each record's append), the simulator's market clock pinned to the wall clock
-when its first client connects (so a diff's ``E`` is when it was sent), latency = append time -
-``exchange_ts`` of the BookTop. It needs an agent that keeps up with 5k updates/s first.
+Latency (``latency``). End to end, with the real processes: the synthetic Binance spot market
+(``simulate``: ``BinanceSynthetic`` paced at ``--rates`` market events per second over
+``--symbols`` symbols, each event a depth diff, its clock pinned to the wall clock when the feed
+connects, so a diff's ``E`` is when the simulator sent it, to the millisecond) -> the tickflow
+Binance feed (``feed``: ``VENUES["binance-spot"].make_feed`` with an ``EventProducer``, the
+compiled hot path, its book records renamed to the run's topic, ``--channels`` depth only by
+default) -> a fresh 6-partition book topic -> a ``tickflow worker`` (fresh app id, memory store)
+-> a best bid/offer topic. Three processes besides the bench's, which only samples the lag and
+the processes' CPU once a second. Both topics are created with
+``message.timestamp.type=LogAppendTime``: the broker stamps each record's append time, one clock
+for all, and no client can set it. Latency of a ``BookTop`` = its append time - its
+``exchange_ts`` (the ``E`` of the diff behind it), for the diffs whose ``E`` falls in the
+``--duration`` seconds after a ``--warmup`` (connection, REST snapshots, the agent's first
+batches). The market runs for the warm-up and the measured seconds, then stops; the run waits
+until the book topic stops growing and the worker has processed it all (``--drain`` seconds at
+most), so the slowest records are measured, not cut off by the end of the run. Records the worker
+never got to count as slower than any measured (a percentile that falls on them prints "-").
+
+Stages, from the same records: ``sim_to_producer`` = ``receive_ts`` - ``E`` (the simulator's own
+lateness, the socket, the feed's read), ``producer_to_book`` = the book record's append time (the
+``BookUpdate`` with the BookTop's ``update_id``) - ``receive_ts`` (parse, book, encode, librdkafka's
+5 ms linger, the broker), ``book_to_agent`` = ``processed_ts`` - that append time (Faust's fetch
+and stream, the agent's queue), ``agent_to_bbo`` = the BookTop's append time - ``processed_ts``
+(the rest of the batch, the batch linger, the table writes and their acknowledgement, the send);
+``sim_to_book_topic`` covers every diff, not only those that move the top. Times are whole
+milliseconds where they come from ``E`` or the broker (the two truncations cancel on average),
+so each figure is +-1 ms. "kept up": the feed, if the book topic grew at the rate of the diffs
+sent while it was measured (the simulator's own lateness, when it is starved of CPU, shows in
+``sim_to_producer``); the worker, if its lag at the end was under half a second of records.
 
 Reproduce (a stack of your own; the TICKFLOW_* variables point every client at it)::
 
@@ -39,6 +63,8 @@ Reproduce (a stack of your own; the TICKFLOW_* variables point every client at i
     .venv/bin/python bench/processors_bench.py throughput --records 60000 --rounds 3
     .venv/bin/python bench/processors_bench.py profile --records 30000   # cProfile of the agent
     .venv/bin/python bench/processors_bench.py profile --py-spy         # sampled instead (pip install py-spy)
+    .venv/bin/python bench/processors_bench.py latency --rates 500,1000,1500 --duration 30
+    .venv/bin/python bench/processors_bench.py latency --rates 5000 --duration 20
     .venv/bin/tickflow infra down
 
 The last line of each command's output is one JSON object with the figures, for scripts.
@@ -64,9 +90,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from harness import EndOffsets, ProcStats, free_port, median, stop_process
+from harness import EndOffsets, ProcStats, Simulator, free_port, median, stop_process
 
 from tickflow.config import load_settings
+from tickflow.producer import EventProducer
 
 PARTITIONS = 6
 WEB_PORTS = range(16700, 16800)
@@ -232,12 +259,14 @@ class WorkerRun:
     profile: Path | None = None
     app_id: str = field(default_factory=lambda: f"bench-proc-{uuid.uuid4().hex[:8]}")
     port: int = 0
+    #: Where its web port is taken from (the first free one).
+    ports: range = WEB_PORTS
     proc: subprocess.Popen | None = None
     sampler: subprocess.Popen | None = None
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pthru-worker-")))
 
     def start(self) -> None:
-        self.port = _free_web_port()
+        self.port = free_port(self.ports.start, self.ports.stop)
         env = {**os.environ, **self.extra_env,
                "TICKFLOW_PROCESSORS__PARTITIONS": str(PARTITIONS),
                "TICKFLOW_PROCESSORS__DATA_DIR": str(self.data_dir),
@@ -302,10 +331,6 @@ class WorkerRun:
             stop_process(self.proc, timeout=60)
         delete_topics([self.app_id])
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def _free_web_port() -> int:
-    return free_port(WEB_PORTS.start, WEB_PORTS.stop)
 
 
 #: Topics of a run besides the book topic: the book agent's outputs, and the kline agent's inputs
@@ -509,6 +534,330 @@ def print_folded(path: Path, top: int = 40) -> None:
             print(f"{100 * n / total:6.1f}%  {frame}")
 
 
+# --- latency -------------------------------------------------------------------------------------
+
+#: The broker stamps each record of these topics with its append time (ms): one clock for every
+#: stage, whoever produced the record, and no client can set it.
+LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+#: Web ports for the latency runs' workers (``--web-ports``).
+LATENCY_WEB_PORTS = "16800-16899"
+
+
+class RoutedProducer(EventProducer):
+    """An ``EventProducer`` that writes the feed's topics in ``route`` to the bench's own and
+    drops the others. A subclass, not a wrapping sink as the tests' ``RoutedSink``: the Binance
+    stream takes its compiled hot path only with an ``EventProducer`` for a sink, and the bench
+    is about the real producer."""
+
+    def __init__(self, settings: Any, codec: Any, route: dict[str, str]) -> None:
+        super().__init__(settings, codec)
+        # ``EventProducer.send`` looks its (renamed) topic up again through ``sender``.
+        self.route = {**route, **{target: target for target in route.values()}}
+
+    def sender(self, topic: str, event_type: Any) -> Callable[[Any], None]:
+        target = self.route.get(topic)
+        return _drop if target is None else super().sender(target, event_type)
+
+    def send(self, topic: str, event: Any, key: str | None = None, timestamp_ms: int | None = None) -> None:
+        target = self.route.get(topic)
+        if target is not None:
+            super().send(target, event, key, timestamp_ms)
+
+
+def _drop(event: Any) -> None:
+    pass
+
+
+def serve_simulator(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``simulate`` subcommand (a process of its own): the synthetic Binance spot market,
+    paced at ``--rate`` market events per second (each a depth diff, with the trades and book
+    ticker it causes), its clock pinned to the wall clock when the feed connects, for
+    ``--duration`` market seconds; served until SIGTERM."""
+    import asyncio
+    import signal
+
+    from simulator.binance import BinanceSynthetic
+
+    async def serve() -> dict[str, Any]:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        sim = BinanceSynthetic(args.symbols, seed=args.seed, rate=args.rate, duration=args.duration,
+                               wall_clock=True, port=args.port)  # fmt: skip
+        async with sim:
+            print(f"ready on {sim.ws_url}", flush=True)
+            await stop.wait()
+            return {"frames_sent": sim.stats.frames_sent}
+
+    return asyncio.run(serve())
+
+
+def run_feed_process(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``feed`` subcommand (a process of its own): the tickflow Binance spot feed against the
+    simulator, its book records to ``--topic``, until SIGTERM; then every record is flushed."""
+    import asyncio
+    import signal
+
+    from producers.venues import VENUES
+    from tickflow import topics
+    from tickflow.codec import AvroCodec
+    from tickflow.registry import SchemaRegistry
+
+    async def run() -> dict[str, Any]:
+        settings = load_settings()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        with SchemaRegistry(settings.registry) as registry:
+            producer = RoutedProducer(settings.kafka, AvroCodec(registry), {topics.BOOK: args.topic})
+            feed = VENUES["binance-spot"].make_feed(
+                args.symbols.split(","), producer, ws_url=f"ws://{args.address}", rest_url=f"http://{args.address}",
+                venue_options={"channels": args.channels.split(",")},
+            )  # fmt: skip
+            task = asyncio.create_task(feed.run(stop))
+            while not stop.is_set():  # delivery reports, as ``tickflow produce`` serves them
+                producer.poll(0)
+                await asyncio.sleep(0.1)
+            await asyncio.wait_for(task, 30)
+            producer.flush(60)
+            return {"sent": producer.stats.sent, "failed": producer.stats.failed}
+
+    return asyncio.run(run())
+
+
+@dataclass
+class PinnedSimulator(Simulator):
+    """``harness.Simulator`` (start, wait for the port, stop), running ``serve_simulator``: the
+    ``tickflow simulate`` command has no option for the wall clock."""
+
+    #: Market seconds from the first client to the market's end (then the feed idles).
+    duration: float = 60.0
+
+    def argv(self) -> list[str]:
+        return [sys.executable, __file__, "simulate", "--symbols", str(self.symbols), "--rate", f"{self.rate:g}",
+                "--seed", str(self.seed), "--port", str(self.port), "--duration", f"{self.duration:g}"]  # fmt: skip
+
+
+def percentiles(values: list[float], missing: int = 0) -> dict[str, float | None]:
+    """p50/p90/p99/max of ``values`` (ms); ``missing`` values count as larger than any (records the
+    worker had not processed when the run ended): a percentile that falls on one is None."""
+    ordered = sorted(values)
+    n = len(ordered) + missing
+    out: dict[str, float | None] = {"count": float(len(ordered))}
+    for name, q in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0)):
+        i = min(n - 1, int(q * n)) if n else 0
+        out[name] = ordered[i] if i < len(ordered) else None
+    return out
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+@dataclass
+class LatencyRun:
+    """What one run leaves for the measurement: its topics' records and what was sampled."""
+
+    #: (broker append time ms, event) of the book topic and of the best bid/offer topic.
+    book: list[tuple[int, Any]]
+    tops: list[tuple[int, Any]]
+    #: Once a second: wall time since the feed started, book records appended, records the
+    #: worker had processed, CPU-seconds of each process.
+    samples: list[dict[str, float]]
+    #: Wall time the feed process was started (s since the epoch).
+    t_start: float
+    #: Wall time the book topic stopped growing after the market ended (every record delivered).
+    t_delivered: float
+    #: Seconds the worker took after that to process everything (None: not within ``--drain``).
+    drained: float | None
+    #: Records it had not processed when the run ended.
+    unprocessed: int
+    #: Whether the simulator's backlog was all delivered before the feed was stopped.
+    delivered: bool
+
+
+def drive(args: argparse.Namespace, rate: float) -> LatencyRun:
+    """Fresh topics, worker, simulator and feed; the market runs for the warm-up and the measured
+    seconds (in its own clock, pinned to the wall clock when the feed connects), then stops, so
+    that whatever the simulator or the feed still had queued is delivered too and measured:
+    a run that ended on the wall clock instead would leave out the slowest records."""
+    from tickflow.codec import AvroCodec
+    from tickflow.consumer import EventConsumer, StartAt
+    from tickflow.registry import SchemaRegistry
+
+    run = uuid.uuid4().hex[:8]
+    book = f"bench.lat.book.{run}"
+    outputs = {kind: f"bench.lat.{kind}.{run}" for kind in ("bbo", "depth", "dlq")}
+    create_topics([book, outputs["bbo"]], config=LOG_APPEND_TIME)
+    create_topics([outputs["depth"], outputs["dlq"]])
+    first, last = (int(p) for p in args.web_ports.split("-"))
+    extra_env = {"TICKFLOW_PROCESSORS__BATCH_WAIT": str(args.batch_wait)} if args.batch_wait is not None else {}
+    worker = WorkerRun(book, outputs, store=args.store, ports=range(first, last + 1), extra_env=extra_env)
+    logs = Path(tempfile.mkdtemp(prefix="latency-"))
+    sim = PinnedSimulator(symbols=args.symbols, rate=rate, seed=args.seed, log=logs / "simulator.log",
+                          duration=args.warmup + args.duration)  # fmt: skip
+    feed: subprocess.Popen | None = None
+    samples: list[dict[str, float]] = []
+    try:
+        worker.start()
+        worker.wait_recovered()  # the feed's first records find the agent running
+        assert worker.proc is not None
+        with sim:
+            assert sim.proc is not None
+            symbols = ",".join(s for s, _, _ in sim.exchange_info() or [])
+            argv = [sys.executable, __file__, "feed", "--address", sim.address, "--symbols", symbols,
+                    "--topic", book, "--channels", args.channels]  # fmt: skip
+            with open(logs / "feed.log", "ab") as log:
+                feed = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            t_start = time.time()
+            offsets = EndOffsets(load_settings().kafka.bootstrap_servers, [book])
+            procs = {"worker": ProcStats(worker.proc.pid), "feed": ProcStats(feed.pid),
+                     "simulator": ProcStats(sim.proc.pid)}  # fmt: skip
+            # The market ends at least warm-up + duration after ``t_start`` (its clock starts
+            # when the feed connects); then the feed gets the backlog until the topic stands still.
+            t_end, still_since, previous = t_start + args.warmup + args.duration, time.time(), -1
+            while True:
+                for proc in (feed, worker.proc, sim.proc):
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"a process exited ({proc.args}); logs in {logs}, {worker.data_dir}")
+                now, appended, books = time.time(), offsets.total(), worker.books()
+                if books is not None:
+                    sample = {"t": now - t_start, "appended": appended, "processed": books["counters"]["records"]}
+                    samples.append({**sample, **{f"cpu_{k}": p.cpu_seconds() for k, p in procs.items()}})
+                if appended != previous:
+                    still_since, previous = now, appended
+                delivered = now > t_end + 1 and now - still_since >= 3
+                if delivered or now > t_end + args.drain:
+                    break
+                time.sleep(1.0)
+            stop_process(feed, timeout=60)
+        appended = offsets.total()
+        processed = (worker.books() or {"counters": {"records": 0}})["counters"]["records"]
+        drained, t_stop = None, time.monotonic()
+        while time.monotonic() < t_stop + args.drain:
+            processed = (worker.books() or {"counters": {"records": 0}})["counters"]["records"]
+            if processed >= appended:
+                drained = time.monotonic() - t_stop
+                break
+            time.sleep(0.2)
+    finally:
+        if feed is not None:
+            stop_process(feed)
+        worker.stop()
+    # Both topics read back: every time is in the records (exchange, receive, processed) or is
+    # the broker's append time.
+    settings = load_settings()
+    with SchemaRegistry(settings.registry) as registry:
+        codec = AvroCodec(registry)
+        with EventConsumer(settings.kafka, codec, [book], StartAt.beginning()) as consumer:
+            book_records = [(m.timestamp_ms, m.event) for m in consumer.read_to_end()]
+        with EventConsumer(settings.kafka, codec, [outputs["bbo"]], StartAt.beginning()) as consumer:
+            tops = [(m.timestamp_ms, m.event) for m in consumer.read_to_end()]
+    delete_topics([book, *outputs.values()])
+    shutil.rmtree(logs, ignore_errors=True)  # kept when a run fails: the simulator's and the feed's logs
+    unprocessed = max(0, appended - processed)
+    return LatencyRun(book_records, tops, samples, t_start, still_since, drained, unprocessed, delivered)
+
+
+def measure(args: argparse.Namespace, rate: float, run: LatencyRun) -> dict[str, Any]:
+    """Latencies of the best bid/offer records whose book record's exchange time falls in the
+    measured seconds, by stage; rates and lag over the same seconds."""
+    from tickflow.events import BookTop, BookUpdate, BookUpdateKind
+
+    w0, w1 = run.t_start + args.warmup, run.t_start + args.warmup + args.duration  # exchange time, s
+    appended_at: dict[tuple[str, int], int] = {}
+    to_book: list[float] = []  # simulator -> book topic, every delta (not only those that move the top)
+    late_snapshots = 0
+    for append_ms, event in run.book:
+        if not isinstance(event, BookUpdate):
+            continue
+        appended_at[(event.venue_symbol, event.last_update_id)] = append_ms
+        if event.kind is BookUpdateKind.SNAPSHOT and event.receive_ts > w0 * 1e6:
+            late_snapshots += 1  # a book not yet live when the window opened: warm-up too short
+        elif event.exchange_ts is not None and w0 * 1e6 <= event.exchange_ts < w1 * 1e6:
+            to_book.append(append_ms - event.exchange_ts / 1000)
+    stages: dict[str, list[float]] = {"sim_to_producer": [], "producer_to_book": [], "book_to_agent": [],
+                                      "agent_to_bbo": []}  # fmt: skip
+    total: list[tuple[float, float]] = []  # (exchange time s, latency ms)
+    for append_ms, top in run.tops:
+        if not isinstance(top, BookTop) or top.exchange_ts is None or not w0 * 1e6 <= top.exchange_ts < w1 * 1e6:
+            continue
+        total.append((top.exchange_ts / 1e6, append_ms - top.exchange_ts / 1000))
+        stages["sim_to_producer"].append((top.receive_ts - top.exchange_ts) / 1000)
+        book_ms = appended_at.get((top.venue_symbol, top.update_id if top.update_id is not None else -1))
+        if book_ms is not None:
+            stages["producer_to_book"].append(book_ms - top.receive_ts / 1000)
+            stages["book_to_agent"].append(top.processed_ts / 1000 - book_ms)
+            stages["agent_to_bbo"].append(append_ms - top.processed_ts / 1000)
+    # Records the worker never processed have no best bid/offer record: counted as later than
+    # any measured (in the share of records that make one), so a percentile past them is None.
+    missing = round(run.unprocessed * len(total) / max(1, len(to_book) - run.unprocessed)) if run.unprocessed else 0
+    during = [s for s in run.samples if args.warmup <= s["t"] <= args.warmup + args.duration]
+    span = during[-1]["t"] - during[0]["t"] if len(during) >= 2 else 0.0
+
+    def per_second(key: str) -> float:
+        return (during[-1][key] - during[0][key]) / span if span else 0.0
+
+    lag_end = int(during[-1]["appended"] - during[-1]["processed"]) if during else -1
+
+    # p50 over each fifth of the window: flat when the pipeline keeps up, rising when a backlog grows.
+    fifths = [[ms for t, ms in total if w0 + n * (w1 - w0) / 5 <= t < w0 + (n + 1) * (w1 - w0) / 5] for n in range(5)]
+    return {
+        "rate": rate,
+        "symbols": args.symbols,
+        "book_deltas": len(to_book),
+        "appended_per_s": per_second("appended"),
+        "processed_per_s": per_second("processed"),
+        "lag_end": lag_end,
+        "lag_max": int(max((s["appended"] - s["processed"] for s in during), default=0)),
+        "delivered_s": run.t_delivered - w1,
+        "drained_s": run.drained,
+        "unprocessed": run.unprocessed,
+        "delivered": run.delivered,
+        # The simulator and the feed delivered the rate into the book topic while it was measured
+        # (a simulator starved of CPU falls behind: its lateness is in ``sim_to_producer``) ...
+        "feed_kept_up": run.delivered and per_second("appended") >= 0.95 * len(to_book) / args.duration,
+        # ... and the worker was less than half a second of records behind at the end.
+        "worker_kept_up": 0 <= lag_end <= max(100, rate / 2),
+        "late_snapshots": late_snapshots,
+        "cpu_per_s": {k: per_second(f"cpu_{k}") for k in ("worker", "feed", "simulator")},
+        "load": Path("/proc/loadavg").read_text().split()[:3],
+        "latency_ms": percentiles([ms for _, ms in total], missing),
+        "p50_by_fifth_ms": [percentiles(f)["p50"] for f in fifths],
+        "stages_ms": {"sim_to_book_topic": percentiles(to_book), **{k: percentiles(v) for k, v in stages.items()}},
+    }
+
+
+def latency(args: argparse.Namespace) -> dict[str, Any]:
+    results = []
+    for rate in (float(r) for r in args.rates.split(",")):
+        print(f"rate {rate:g} market events/s over {args.symbols} symbols: {args.warmup:g} s warm-up, "
+              f"{args.duration:g} s measured", flush=True)  # fmt: skip
+        r = measure(args, rate, drive(args, rate))
+        results.append(r)
+        lat, cpu = r["latency_ms"], ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_per_s"].items())
+        print(f"  book topic {r['appended_per_s']:,.0f} records/s, worker {r['processed_per_s']:,.0f} records/s; "
+              f"lag at the end {r['lag_end']:,} (max {r['lag_max']:,}); book topic complete "
+              f"{r['delivered_s']:.1f} s after the window, worker {_ms(r['drained_s'])} s after that; "
+              f"kept up: feed {r['feed_kept_up']}, worker {r['worker_kept_up']}; CPU-s/s {cpu}; "
+              f"load {' '.join(r['load'])}", flush=True)  # fmt: skip
+        if r["late_snapshots"] or not r["delivered"]:
+            print(f"  warning: {r['late_snapshots']} books went live after the warm-up; "
+                  f"backlog delivered: {r['delivered']}", flush=True)  # fmt: skip
+        print(f"  simulator -> best bid/offer topic ({lat['count']:,.0f} records): p50 {_ms(lat['p50'])} ms, "
+              f"p90 {_ms(lat['p90'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}; p50 by fifth of the window: "
+              + " ".join(_ms(p) for p in r["p50_by_fifth_ms"]), flush=True)  # fmt: skip
+        for name, p in r["stages_ms"].items():
+            print(f"    {name:18s} p50 {_ms(p['p50']):>8s}  p90 {_ms(p['p90']):>8s}  p99 {_ms(p['p99']):>8s}  "
+                  f"max {_ms(p['max']):>8s} ms", flush=True)  # fmt: skip
+    print("\n| market events/s | book topic records/s | worker records/s | lag at end | p50 ms | p90 ms | p99 ms "
+          "| max ms |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        lat = r["latency_ms"]
+        print(f"| {r['rate']:,.0f} | {r['appended_per_s']:,.0f} | {r['processed_per_s']:,.0f} | {r['lag_end']:,} | "
+              f"{_ms(lat['p50'])} | {_ms(lat['p90'])} | {_ms(lat['p99'])} | {_ms(lat['max'])} |")  # fmt: skip
+    return {"runs": results}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
@@ -524,11 +873,31 @@ def main() -> int:
         p.add_argument("--keep", action="store_true", help="keep the filled topic (printed) for later runs")
         p.add_argument("--py-spy", action="store_true", help="profile: sample with py-spy instead of cProfile")
         p.add_argument("--folded", type=Path, help="profile: only print the breakdown of this py-spy raw file")
+    p = sub.add_parser("latency", help="simulator -> producer -> Kafka -> worker -> best bid/offer topic")
+    p.add_argument("--rates", default="5000", help="market events (depth diffs) per second, all symbols; a list "
+                   "(1000,2000,5000) runs each in turn")  # fmt: skip
+    p.add_argument("--symbols", type=int, default=20)
+    p.add_argument("--duration", type=float, default=30.0, help="seconds measured, after the warm-up")
+    p.add_argument("--warmup", type=float, default=10.0, help="seconds from the feed's start not measured")
+    p.add_argument("--drain", type=float, default=300.0, help="seconds the worker may take to catch up afterwards")
+    p.add_argument("--channels", default="depth@100ms", help="the feed's Binance channels")
+    p.add_argument("--store", default="memory://")
+    p.add_argument("--batch-wait", type=float, help="the book agent's batch linger (s; default: the worker's)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--web-ports", default=LATENCY_WEB_PORTS, help="the worker's web port: the first free in this range")
+    p = sub.add_parser("simulate", help="(internal) the latency run's simulator")
+    for name, kind in (("--symbols", int), ("--rate", float), ("--seed", int), ("--port", int), ("--duration", float)):
+        p.add_argument(name, type=kind, required=True)
+    p = sub.add_parser("feed", help="(internal) the latency run's producer")
+    for name in ("--address", "--symbols", "--topic", "--channels"):
+        p.add_argument(name, required=True)
     args = parser.parse_args(sys.argv[1:] or ["throughput"])
     if args.command == "bare":
         result = bare_loop(args.topic, args.records)
     else:
-        result = {"throughput": throughput, "profile": profile}[args.command](args)
+        commands = {"throughput": throughput, "profile": profile, "latency": latency, "simulate": serve_simulator,
+                    "feed": run_feed_process}  # fmt: skip
+        result = commands[args.command](args)
     print(json.dumps(result))
     return 0
 

@@ -163,6 +163,9 @@ class SyntheticFeed(Feed):
             market.rate = rate
         self.frames = frames
         self.duration = duration
+        #: Milliseconds the venue's event time trails the market's clock, when the clock is pinned
+        #: to the wall clock (``pin_to_wall_clock``); None: not pinned.
+        self._wall_clock_lag: float | None = None
         #: The venue's last book id of a symbol at the head (paced mode).
         self._last_ids = last_ids
         self._generated = 0
@@ -179,6 +182,33 @@ class SyntheticFeed(Feed):
                     history.positions.append(position)
                     history.entries.append(item)
 
+    def pin_to_wall_clock(self, event_lag_ms: float = 0.0) -> None:
+        """When the first client connects (the feed's clock starts), move the market's
+        ``start_ms`` so that market time is wall time: an item falls due when its timestamp says,
+        and an event time ``event_lag_ms`` after the market's (a venue's engine-to-gateway delay)
+        is, on average, the wall time at which the item falls due. A latency benchmark can then
+        measure from a message's own event time to its arrival anywhere downstream. Paced mode at
+        speed 1 only: at full speed, or at another speed, market time runs apart from wall time."""
+        if self.full_speed or self.speed != 1.0:
+            raise ValueError("the wall clock needs a paced feed (rate > 0) at speed 1")
+        self._wall_clock_lag = event_lag_ms
+
+    def start(self) -> None:
+        if self.started is None and self._wall_clock_lag is not None:
+            # Both clocks read together: ``elapsed`` counts from ``started`` (monotonic), the
+            # timestamps from ``start_ms`` (wall); a monotonic read between two wall reads that
+            # agree (on a loaded machine the process can be descheduled between two reads).
+            for _ in range(10):
+                before, self.started, after = time.time(), time.monotonic(), time.time()
+                if after - before < 0.0002:
+                    break
+            wall_ms = (before + after) * 500
+            # Rounded: a step's timestamp truncates the market clock to whole milliseconds (0.5
+            # ms early on average, as a broker's append times are, so those cancel); a truncated
+            # start would make it 1 ms.
+            self.market.start_ms = round(wall_ms - self.market.clock * 1000 - self._wall_clock_lag)
+        super().start()
+
     def _exhausted(self) -> bool:
         if self.frames is not None and self._generated >= self.frames:
             return True
@@ -191,8 +221,8 @@ class SyntheticFeed(Feed):
         self._generated += len(rendered)
 
     def due(self) -> int:
-        if self.full_speed:
-            return self.end
+        if self.full_speed or (self.started is None and self._wall_clock_lag is not None):
+            return self.end  # pinned: nothing falls due before the clock starts (and is pinned)
         now = self.elapsed()
         while not self._exhausted() and self.market.next_at() <= now:
             self._render_next()

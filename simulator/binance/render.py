@@ -22,6 +22,8 @@ Fmt = Callable[[int], str]
 KLINE_MS = 60_000
 #: Binance pushes the current kline every 2 s.
 KLINE_PUSH_MS = 2000
+#: An event's ``E`` is 1-3 ms after the market time it happens at (``__call__``): 2 on average.
+MEAN_EVENT_LAG_MS = 2.0
 
 
 def venue_symbol(instrument: Instrument) -> str:
@@ -53,7 +55,7 @@ class BinanceRenderer:
         price, size = self._price[s], self._size[s]
         usdm = self.market.usdm
         ts = step.ts_ms
-        event_ms = ts + 1 + step.index % 3  # the event leaves the engine a moment after it happens
+        event_ms = ts + 1 + step.index % 3  # the event leaves the engine a moment after it happens (MEAN_EVENT_LAG_MS)
         items: list[Item] = []
         merged = {(side, p): lots for side, p, lots in step.changes}  # one entry per level, last wins
         changes = [(side, p, lots) for (side, p), lots in merged.items()]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simulator.binance.markets import SPOT, USDM, BinanceMarket
-from simulator.binance.render import BinanceRenderer, venue_symbol
+from simulator.binance.render import MEAN_EVENT_LAG_MS, BinanceRenderer, venue_symbol
 from simulator.binance.server import BinanceServer
 from simulator.faults import Faults, SimStats
 from simulator.instruments import Instrument
@@ -47,7 +47,10 @@ class BinanceSynthetic(BinanceServer):
     ``rate`` market events per second (each a depth diff, with the trades, book ticker and kline
     updates it causes); ``rate=0`` renders ``frames`` items (or ``duration`` market seconds)
     before serving and sends them as fast as the client reads. ``start_ms`` pins the market's
-    clock (timestamps) so two runs with one seed are identical byte for byte.
+    clock (timestamps) so two runs with one seed are identical byte for byte. ``wall_clock``
+    (paced, speed 1) instead pins it to the wall clock when the first client connects: a
+    message's ``E`` is then, to the millisecond, when the simulator sent it (when it fell due;
+    later only if the simulator itself falls behind), for latency benchmarks.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class BinanceSynthetic(BinanceServer):
         duration: float | None = None,
         speed: float = 1.0,
         start_ms: int | None = None,
+        wall_clock: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
         weight_limit: int | None = None,
@@ -74,6 +78,8 @@ class BinanceSynthetic(BinanceServer):
         renderer = BinanceRenderer(market, synthetic, seed)
         feed = SyntheticFeed(synthetic, renderer, rate=rate, last_ids=renderer.last_id, frames=frames,
                              duration=duration, speed=speed)  # fmt: skip
+        if wall_clock:
+            feed.pin_to_wall_clock(MEAN_EVENT_LAG_MS)
         self.synthetic = synthetic
         super().__init__(
             SyntheticSource(market, synthetic, renderer, feed), market, host=host, port=port,

@@ -238,3 +238,34 @@ def test_paced_rate_is_kept() -> None:
 
     count, seconds = asyncio.run(scenario())
     assert count == 200 and 0.5 < seconds < 2.5  # 200 diffs at ~200 events/s (most events change the book)
+
+
+def test_wall_clock_pins_event_times_to_when_frames_fall_due() -> None:
+    """Pinned, a diff's ``E`` is when it was sent (give or take the clock's whole milliseconds);
+    not pinned, the market's clock starts at construction and runs from the first client, so
+    ``E`` trails the wall clock by the time the server waited for that client."""
+
+    async def lateness(wall_clock: bool) -> list[float]:
+        """Receive time minus ``E`` (ms) of every diff for half a second."""
+        async with BinanceSynthetic(3, seed=2, rate=2000, duration=60, wall_clock=wall_clock) as sim:
+            await asyncio.sleep(0.5)  # a server up for a while before its first client
+            async with connect(url(sim, ("depth@100ms",))) as ws:
+                out: list[float] = []
+                deadline = time.monotonic() + 0.5
+                while time.monotonic() < deadline:
+                    event = json.loads(await ws.recv())["data"]["E"]
+                    out.append(time.time() * 1000 - event)
+                return out
+
+    pinned, unpinned = asyncio.run(lateness(True)), asyncio.run(lateness(False))
+    assert len(pinned) > 300
+    assert min(pinned) > -5  # never from the future: E is at most ~1.5 ms after its due time
+    assert sorted(pinned)[len(pinned) // 2] < 100  # a loaded machine delays some frames, not most
+    assert min(unpinned) > 400
+
+
+def test_wall_clock_needs_a_paced_feed_at_speed_one() -> None:
+    with pytest.raises(ValueError, match="paced"):
+        BinanceSynthetic(2, seed=1, rate=0, frames=100, wall_clock=True)
+    with pytest.raises(ValueError, match="speed 1"):
+        BinanceSynthetic(2, seed=1, rate=100, speed=2.0, wall_clock=True)
