@@ -2,14 +2,16 @@
 on every change and top-N depth at an interval out, the books served over HTTP.
 
 Records are applied in partition order, one instrument per key, by ``Book.apply``, in batches:
-the agent applies each record as it comes and, once nothing more is waiting in its stream nor
-arrives within ``batch_wait`` seconds (or ``batch_max`` records are pending), writes what the
-batch changed to the tables and the best bid/offer topic in one ``TableWriter.flush``
-(``changelog.py``), with the last offset applied of each partition after them (``resume.py``:
-a restart resumes exactly where the tables are, whatever Faust committed), then acknowledges
-the batch's records. Not Faust's ``take_events``: reading its code, an event can slip into its
-list while the agent works on a batch; it is then acknowledged with the batch (its offset
-committed) but never handed to the agent.
+the agent applies each record as it comes and, once nothing more is waiting in its stream and
+the batch is ``batch_wait`` seconds old (counted from its first record: a batch lingers for
+company at most that long, so a flush, a produce request and a wait for the levels'
+acknowledgement, is shared by the records that trickle in), or ``batch_max`` records are
+pending, writes what the batch changed to the tables and the best bid/offer topic in one
+``TableWriter.flush`` (``changelog.py``), with the last offset applied of each partition after
+them (``resume.py``: a restart resumes exactly where the tables are, whatever Faust committed),
+then acknowledges the batch's records. Not Faust's ``take_events``: reading its code, an event
+can slip into its list while the agent works on a batch; it is then acknowledged with the batch
+(its offset committed) but never handed to the agent.
 Outputs:
 
 - ``BookTop`` on the bbo topic whenever the best bid or offer (price, size) or the book's health
@@ -79,28 +81,49 @@ class BookAgent:
 
     async def process(self, stream: Any) -> None:
         manual = self._stream = stream.noack()  # acknowledged by ``flush_batch``, once in Kafka
-        waiting = getattr(manual.channel, "empty", None)  # the stream's queue: is more already there?
+        events = manual.events().__aiter__()
+        queue_empty = getattr(manual.channel, "empty", None)  # the stream's queue: is more already there?
         batch_max, linger = self.settings.batch_max, self.settings.batch_wait
+        clock = asyncio.get_running_loop().time
         started: set[int] = set()
         positions = self.state.positions
-        async for event in manual.events():
-            message = event.message
-            if message.partition not in started:  # where each partition resumed: says what a restart re-reads
-                started.add(message.partition)
-                log.info("books: first record of %s[%d] at offset %d", message.topic, message.partition, message.offset)
-            batch = self._batch  # not kept across records: ``flush_batch`` may have been called meanwhile
-            batch.pending.append(event)
-            if await positions.admit(message):  # not one the tables have, nor past a gap (``resume.py``)
-                batch.touched.add(message.tp)
-                problem = self.on_record(message, event.value)
-                if problem is not None:
-                    batch.dead.append((event.message, *problem))
-            if len(batch.pending) < batch_max and waiting is not None:
-                if not waiting():
-                    continue  # more records are already queued: take them into this batch
-                if await self._more_within(waiting, linger):
-                    continue  # more arrived within the linger: into this batch too
-            await self.flush_batch()
+        first_at = 0.0  # when the pending batch's first record came
+        coming: asyncio.Future[Any] | None = None  # the next record, asked for while lingering
+        try:
+            while True:
+                if coming is None and self._batch.pending and (queue_empty is None or queue_empty()):
+                    # Nothing queued: wait for company until the batch is ``linger`` old (counted
+                    # from its first record, as a Kafka producer's linger is), then write it.
+                    coming = asyncio.ensure_future(events.__anext__())
+                    remaining = first_at + linger - clock() if queue_empty is not None else 0.0
+                    if remaining > 0:
+                        await asyncio.wait({coming}, timeout=remaining)
+                    if not coming.done():
+                        await self.flush_batch()
+                try:
+                    event = await (coming if coming is not None else events.__anext__())
+                except StopAsyncIteration:
+                    break
+                coming = None
+                message = event.message
+                if message.partition not in started:  # where each partition resumed: says what a restart re-reads
+                    started.add(message.partition)
+                    log.info("books: first record of %s[%d] at offset %d", message.topic, message.partition,
+                             message.offset)  # fmt: skip
+                batch = self._batch  # not kept across records: ``flush_batch`` may have been called meanwhile
+                if not batch.pending:
+                    first_at = clock()
+                batch.pending.append(event)
+                if await positions.admit(message):  # not one the tables have, nor past a gap (``resume.py``)
+                    batch.touched.add(message.tp)
+                    problem = self.on_record(message, event.value)
+                    if problem is not None:
+                        batch.dead.append((event.message, *problem))
+                if len(batch.pending) >= batch_max:
+                    await self.flush_batch()
+        finally:
+            if coming is not None and not coming.done():
+                coming.cancel()
 
     async def flush_batch(self) -> None:
         """Write what the pending records changed, then acknowledge them. Called by the agent, and
@@ -117,19 +140,6 @@ class BookAgent:
             await self.writer.flush()
             for done in batch.pending:
                 await self._stream.ack(done)
-
-    @staticmethod
-    async def _more_within(empty: Any, seconds: float) -> bool:
-        """Whether a record reaches the stream's queue within ``seconds`` (polled every ms: the
-        queue has no wait-with-timeout that leaves the stream intact). A batch lingers this long
-        for company, as a Kafka producer does, so that a flush (a produce request, and a wait for
-        the levels' acknowledgement) is shared by many records even when they trickle in."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while empty():
-            if asyncio.get_running_loop().time() >= deadline:
-                return False
-            await asyncio.sleep(0.001)
-        return True
 
     def on_record(self, message: Any, value: object) -> tuple[str, str] | None:
         """Apply one record; its changes and output wait for the batch's flush. Returns

@@ -16,8 +16,9 @@ What this does instead, for each batch of source records the agent takes from it
   the table's changelog topic, one aiokafka ``BatchBuilder`` per partition (``send_batch``: one
   future per batch, not per record); when a batch is acknowledged, the store's persisted offset
   becomes its last record's offset, exactly what Faust's ``_on_changelog_sent`` records;
-- output records (best bid/offer) go the same way, partitioned by key with aiokafka's default
-  partitioner, which is what ``topic.send(key=...)`` would have used.
+- output records (best bid/offer) go the same way, first (they wait for no acknowledgement),
+  partitioned by key with aiokafka's default partitioner, which is what ``topic.send(key=...)``
+  would have used.
 
 Why this stays exact after a crash: the agent acknowledges a batch's source records only after
 ``flush`` has handed every change to aiokafka (it acknowledges them itself, after the flush),
@@ -95,7 +96,13 @@ class TableWriter:
         producer = self.app.producer._ensure_producer()  # Faust's AIOKafkaProducer
         changes, self._changes = self._changes, {}
         outputs, self._outputs = self._outputs, {}
-        ordered = [t for t in self._order if t in changes] + [t for t in changes if t not in self._order]
+        # Outputs first: they wait for no table's acknowledgement (a best bid/offer would
+        # otherwise wait a broker round trip for the levels); after a crash the records behind
+        # them are applied again and their outputs sent again (at least once, same values).
+        await self._send_outputs(producer, outputs)
+        # Tables are dicts (equal when their contents are): membership by identity, not ``==``.
+        named = {id(t) for t in self._order}
+        ordered = [t for t in self._order if t in changes] + [t for t in changes if id(t) not in named]
         for n, table in enumerate(ordered):
             write_store = self._stores.get(table) or self._store_writer(table)
             topic = table.changelog_topic.get_topic_name()
@@ -105,8 +112,10 @@ class TableWriter:
                 on_sent = _persist_offset(table.data, TP(topic, partition))
                 sent += await self._send(producer, topic, partition, list(records.items()), on_sent)
                 self.counters["changelog_records"] += len(records)
-            if n < len(ordered) - 1 and table in self._order:
+            if n < len(ordered) - 1 and id(table) in named:
                 await asyncio.gather(*sent, return_exceptions=True)  # failures are logged by ``done``
+
+    async def _send_outputs(self, producer: Any, outputs: dict[str, list[tuple[bytes, bytes]]]) -> None:
         for topic, records in outputs.items():
             partitions = self._partitions.get(topic)
             if partitions is None:

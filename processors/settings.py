@@ -20,11 +20,11 @@ class ProcessorSettings(BaseSettings):
 
     #: Faust app id: the consumer group, and the prefix of the changelog topics it creates.
     app_id: str = "tickflow-processors"
-    #: Table store: ``memory://`` (rebuilt from the changelog topics at each start; exact after a
-    #: ``kill -9``, tested) or ``rocksdb://`` (RocksDB through rocksdict: a clean restart reads
+    #: Table store: ``rocksdb://`` (RocksDB through rocksdict, the default: a clean restart reads
     #: nothing back; after a ``kill -9`` its tables are discarded and rebuilt from the changelog,
-    #: ``local_state.py``, but a crash test still finds books resuming past records: see README).
-    store: Literal["rocksdb://", "memory://"] = "memory://"
+    #: ``local_state.py``) or ``memory://`` (rebuilt from the changelog at each start). Both are
+    #: exact after a ``kill -9`` (``tests/integration/test_processors_crash.py``).
+    store: Literal["rocksdb://", "memory://"] = "rocksdb://"
     #: Faust's data directory (RocksDB files), one per app id inside it.
     data_dir: Path = REPO_ROOT / ".tickflow" / "processors"
     #: Seconds without a heartbeat before the group gives a worker's partitions to the others

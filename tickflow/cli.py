@@ -112,7 +112,7 @@ def worker_cmd(
     config: ConfigOption = None,
     app_id: Annotated[str | None, typer.Option(help="Faust app id (consumer group, changelog topic prefix).")] = None,
     web_port: Annotated[int | None, typer.Option(help="Port of the web server (/books).")] = None,
-    store: Annotated[str | None, typer.Option(help="Table store: memory:// (default) or rocksdb://.")] = None,
+    store: Annotated[str | None, typer.Option(help="Table store: rocksdb:// (default) or memory://.")] = None,
     loglevel: Annotated[str, typer.Option(help="Faust's log level.")] = "info",
 ) -> None:
     """Run a processors worker (the Faust app: order-book agent) until SIGTERM/SIGINT.

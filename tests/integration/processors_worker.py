@@ -141,14 +141,14 @@ class Worker:
 
 
 def make_worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path, name: str, kinds: tuple[str, ...],
-                port: int, **processors: str) -> Worker:  # fmt: skip
+                port: int, store: str = "memory://", **processors: str) -> Worker:  # fmt: skip
     """A worker (not started) with its own app id, web ``port``, data directory and topics
-    (``kinds``, short names of ``TOPIC_SETTINGS``), memory store; ``worker.topics`` names them."""
+    (``kinds``, short names of ``TOPIC_SETTINGS``), ``store``; ``worker.topics`` names them."""
     names = {kind: new_topic(f"test.{name}.{kind}", partitions=PARTITIONS) for kind in kinds}
     env = worker_env(settings, names, tmp_path / "data", **processors)
     tickflow = str(Path(sys.executable).parent / "tickflow")
     command = [tickflow, "worker", "--app-id", f"test-{name}-{uuid.uuid4().hex[:8]}", "--web-port", str(port),
-               "--store", "memory://"]  # fmt: skip
+               "--store", store]  # fmt: skip
     w = Worker(command, env, port, tmp_path / "worker.log", names["book"], names["bbo"], names["depth"], names["dlq"])
     w.topics = names  # type: ignore[attr-defined]
     return w

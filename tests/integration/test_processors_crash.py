@@ -2,8 +2,9 @@
 restart it: its books equal the venue's in the end, and the derived klines hold every window
 exactly once, none missing, each equal to the klines computed here from the trades.
 
-The worker runs with the memory store (its tables rebuilt from the changelog at each start) and
-Faust's at-least-once mode. Books: a batch's changes land in Kafka before its records are
+Once with each store: memory (the tables rebuilt from the changelog at each start) and RocksDB
+(kept on disk; after a kill, discarded and rebuilt from the changelog, ``local_state.py``); Faust's
+at-least-once mode. Books: a batch's changes land in Kafka before its records are
 acknowledged, a book's head never lands without its levels, nor a partition's position
 (``processors/resume.py``) without its heads; each restart resumes at the position, whatever
 Faust committed. Klines: a kline is delivered before the table writes that record it, and after
@@ -48,9 +49,10 @@ SPEED = 4
 KILLS = 3
 
 
-@pytest.fixture
-def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> Iterator[Worker]:
-    w = make_worker(settings, new_topic, tmp_path, "crash", ALL_TOPICS, free_port(),
+@pytest.fixture(params=["memory://", "rocksdb://"])
+def worker(request: pytest.FixtureRequest, settings: Settings, new_topic: Callable[..., str],
+           tmp_path: Path) -> Iterator[Worker]:  # fmt: skip
+    w = make_worker(settings, new_topic, tmp_path, "crash", ALL_TOPICS, free_port(), request.param,
                     kline_intervals=msgspec.json.encode(list(INTERVALS)).decode(), kline_grace=str(GRACE),
                     kline_idle_close="5")  # fmt: skip
     try:
