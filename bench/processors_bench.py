@@ -385,7 +385,7 @@ def _changelogs(app_id: str) -> list[str]:
 
 # --- throughput ----------------------------------------------------------------------------------
 
-FAUST = {"TICKFLOW_PROCESSORS_LEAN_CONSUMER": "0"}
+LEAN = {"TICKFLOW_PROCESSORS_LEAN_CONSUMER": "1"}
 
 #: Variant name -> how to run it on (topic, records, outputs). A trade variant (the kline agent
 #: against a bare loop on the trade topic) adds its own entries and fill function.
@@ -393,9 +393,9 @@ VARIANTS: dict[str, Callable[[str, int, dict[str, str]], dict[str, float]]] = {
     "bare": lambda topic, count, _: run_bare(topic, count),
     "agent-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs),
     "agent-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs),
-    # Faust's own consumer path (processors/consumer.py off): the before of the lean path.
-    "faust-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs, extra_env=FAUST),
-    "faust-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs, extra_env=FAUST),
+    # The lean per-record consumer path (processors/consumer.py, opt-in): against Faust's own.
+    "lean-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs, extra_env=LEAN),
+    "lean-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs, extra_env=LEAN),
 }
 
 
@@ -685,9 +685,9 @@ def drive(args: argparse.Namespace, rate: float) -> LatencyRun:
 
     run = uuid.uuid4().hex[:8]
     book = f"bench.lat.book.{run}"
-    outputs = {kind: f"bench.lat.{kind}.{run}" for kind in ("bbo", "depth", "dlq")}
+    outputs = {kind: f"bench.lat.{kind}.{run}" for kind in OUTPUT_KINDS}
     create_topics([book, outputs["bbo"]], config=LOG_APPEND_TIME)
-    create_topics([outputs["depth"], outputs["dlq"]])
+    create_topics([topic for kind, topic in outputs.items() if kind != "bbo"])  # the kline agent's: left empty
     first, last = (int(p) for p in args.web_ports.split("-"))
     extra_env = {"TICKFLOW_PROCESSORS__BATCH_WAIT": str(args.batch_wait)} if args.batch_wait is not None else {}
     worker = WorkerRun(book, outputs, store=args.store, ports=range(first, last + 1), extra_env=extra_env)

@@ -68,7 +68,8 @@ class BookAgent:
         self._batch = _Batch()  # records applied, not yet written nor acknowledged
         self._flushing = asyncio.Lock()
         self._stream: Any = None
-        app.agent_settlers.append(self.flush_batch)  # type: ignore[attr-defined]
+        self._writing: asyncio.Future[None] | None = None  # the flush in flight
+        app.agent_settlers.append(self.settle)  # type: ignore[attr-defined]
         app.source_positions.append(self.state.positions)  # type: ignore[attr-defined]
         app.agent(self.source, name="books")(self.process)
         app.timer(settings.depth_interval, name="books.depth")(self.publish_depth)
@@ -126,10 +127,11 @@ class BookAgent:
                 coming.cancel()
 
     async def flush_batch(self) -> None:
-        """Write what the pending records changed, then acknowledge them. Called by the agent, and
-        by the consumer before it waits for every record to be acknowledged (a rebalance, a stop:
-        ``flow.py``), when the agent may be blocked waiting for a record that will not come, as
-        Faust has suspended the streams and cleared their queues."""
+        """Write what the pending records changed; they are acknowledged once it is all handed to
+        Kafka. The second half of a flush (waiting for the levels' acknowledgement, then the
+        heads and positions, then the source records' acknowledgements) runs while the agent
+        applies the next records; one flush at a time is in that state (the next waits for it
+        before it starts: a table's later changes never overtake its earlier ones)."""
         async with self._flushing:
             batch, self._batch = self._batch, _Batch()
             if not batch.pending:
@@ -137,9 +139,29 @@ class BookAgent:
             for message, error_type, reason in batch.dead:  # delivered before the positions that pass them
                 await self._dead_letter(message, error_type, reason)
             self.state.write_positions(batch.touched)
-            await self.writer.flush()
-            for done in batch.pending:
-                await self._stream.ack(done)
+            await self._written()
+            rest = await self.writer.start_flush()
+            self._writing = asyncio.ensure_future(self._finish(rest, batch.pending))
+
+    async def _finish(self, rest: Any, pending: list[Any]) -> None:
+        await rest
+        for done in pending:
+            await self._stream.ack(done)
+
+    async def _written(self) -> None:
+        """Wait for the flush in flight, if any, to be done."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def settle(self) -> None:
+        """Write and acknowledge everything applied. Called by the consumer before it waits for
+        every record to be acknowledged (a rebalance, a stop: ``flow.py``), when the agent may
+        be blocked waiting for a record that will not come, as Faust has suspended the streams
+        and cleared their queues."""
+        await self.flush_batch()
+        async with self._flushing:
+            await self._written()
 
     def on_record(self, message: Any, value: object) -> tuple[str, str] | None:
         """Apply one record; its changes and output wait for the batch's flush. Returns

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -91,8 +91,17 @@ class TableWriter:
 
     async def flush(self) -> None:
         """Write what was collected to the stores and hand every record to aiokafka."""
+        await (await self.start_flush())
+
+    async def start_flush(self) -> Coroutine[Any, Any, None]:
+        """Begin a flush: what was collected is taken (later changes go to the next flush), the
+        outputs and the first ordered table's changes handed to aiokafka. Returns what is left
+        to do, to be awaited: wait for those changes to be acknowledged, then hand over the next
+        table's, and so on. The caller may go on applying records meanwhile (the book agent
+        does: the broker round trip no longer stops it), but must finish one flush before it
+        finishes the next (a table's later changes must not overtake its earlier ones)."""
         if not self._changes and not self._outputs:
-            return
+            return _nothing()
         producer = self.app.producer._ensure_producer()  # Faust's AIOKafkaProducer
         changes, self._changes = self._changes, {}
         outputs, self._outputs = self._outputs, {}
@@ -103,17 +112,35 @@ class TableWriter:
         # Tables are dicts (equal when their contents are): membership by identity, not ``==``.
         named = {id(t) for t in self._order}
         ordered = [t for t in self._order if t in changes] + [t for t in changes if id(t) not in named]
-        for n, table in enumerate(ordered):
-            write_store = self._stores.get(table) or self._store_writer(table)
-            topic = table.changelog_topic.get_topic_name()
-            sent: list[Any] = []
-            for partition, records in changes[table].items():
-                write_store(partition, records)
-                on_sent = _persist_offset(table.data, TP(topic, partition))
-                sent += await self._send(producer, topic, partition, list(records.items()), on_sent)
-                self.counters["changelog_records"] += len(records)
-            if n < len(ordered) - 1 and id(table) in named:
-                await asyncio.gather(*sent, return_exceptions=True)  # failures are logged by ``done``
+        sent: list[Any] = []
+        while ordered:
+            table = ordered.pop(0)
+            sent += await self._send_table(producer, table, changes[table])
+            if ordered and id(table) in named:
+                return self._send_after(producer, sent, ordered, changes, named)
+        return _nothing()
+
+    async def _send_after(self, producer: Any, sent: list[Any], ordered: list[Any], changes: dict[Any, Any],
+                          named: set[int]) -> None:  # fmt: skip
+        """Once ``sent`` is acknowledged, hand ``ordered`` over the same way (the rest of a flush)."""
+        while ordered:
+            await asyncio.gather(*sent, return_exceptions=True)  # failures are logged by ``done``
+            table = ordered.pop(0)
+            sent = await self._send_table(producer, table, changes[table])
+            if id(table) not in named:
+                sent = []  # tables not named are not waited for
+
+    async def _send_table(self, producer: Any, table: Any, changes: dict[int, dict[bytes, bytes | None]]) -> list[Any]:
+        """Write a table's changes to its store and hand them to aiokafka; the delivery futures."""
+        write_store = self._stores.get(table) or self._store_writer(table)
+        topic = table.changelog_topic.get_topic_name()
+        sent: list[Any] = []
+        for partition, records in changes.items():
+            write_store(partition, records)
+            on_sent = _persist_offset(table.data, TP(topic, partition))
+            sent += await self._send(producer, topic, partition, list(records.items()), on_sent)
+            self.counters["changelog_records"] += len(records)
+        return sent
 
     async def _send_outputs(self, producer: Any, outputs: dict[str, list[tuple[bytes, bytes]]]) -> None:
         for topic, records in outputs.items():
@@ -202,6 +229,10 @@ class TableWriter:
             writer = write_memory
         self._stores[table] = writer
         return writer
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _persist_offset(store: Any, tp: TP) -> Callable[[int], None]:

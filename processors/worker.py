@@ -71,11 +71,14 @@ class ProcessorsApp(faust.App):
         # Faust picks the transport class from the broker URL's scheme; the consumer and the
         # conductor come from that class. Faust's aiokafka transport (the one these consumers
         # were written against) is replaced; there is no other Kafka transport in Faust 0.15.
-        # TICKFLOW_PROCESSORS_LEAN_CONSUMER=0 keeps Faust's own per-record path (the bench's
-        # before/after; a way back should the lean path ever be suspected), never the rest.
+        # The lean per-record path (``consumer.py``, 20-30% less CPU a record) is opt-in,
+        # TICKFLOW_PROCESSORS_LEAN_CONSUMER=1: with it the rebalance test hung in 2 runs of 3 (the
+        # surviving worker never received the records of the changelog partitions it took over,
+        # "No event received for active tp", so its recovery never ended); without it, 5 of 5
+        # passed. Until that is understood, Faust's own per-record path is the default.
         if faust_transport.by_url(self.conf.broker_consumer[0]) is not consumer.REPLACES:
             raise ConfigError(f"the processors run on Faust's aiokafka transport, not {self.conf.broker_consumer[0]}")
-        lean = os.environ.get("TICKFLOW_PROCESSORS_LEAN_CONSUMER", "1") != "0"
+        lean = os.environ.get("TICKFLOW_PROCESSORS_LEAN_CONSUMER", "0") == "1"
         transport = consumer.LeanTransport if lean else SteadyTransport
         return transport(self.conf.broker_consumer, self)
 

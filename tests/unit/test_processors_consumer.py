@@ -28,15 +28,16 @@ def _app(tmp_path: Path) -> Any:
     return create_app(settings, ProcessorSettings(app_id="t-lean", store="memory://", data_dir=tmp_path))
 
 
-def test_the_app_uses_the_lean_transport_unless_told_not_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_app_uses_the_lean_transport_only_when_told_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust's own per-record path by default, with the consumer that resumes where the tables are.
+    monkeypatch.delenv("TICKFLOW_PROCESSORS_LEAN_CONSUMER", raising=False)
+    app = _app(tmp_path)
+    assert type(app.transport) is SteadyTransport
+    assert type(app.consumer) is SteadyConsumer and type(app.topics) is Conductor
+    monkeypatch.setenv("TICKFLOW_PROCESSORS_LEAN_CONSUMER", "1")
     app = _app(tmp_path)
     assert type(app.transport) is LeanTransport
     assert type(app.consumer) is LeanConsumer and type(app.topics) is LeanConductor
-    monkeypatch.setenv("TICKFLOW_PROCESSORS_LEAN_CONSUMER", "0")
-    app = _app(tmp_path)
-    # Faust's own per-record path, still with the consumer that resumes where the tables are.
-    assert type(app.transport) is SteadyTransport
-    assert type(app.consumer) is SteadyConsumer and type(app.topics) is Conductor
 
 
 def _message(tp: TP, offset: int) -> Any:
