@@ -6,9 +6,11 @@ still ends the loop, and a paused fetcher wakes when a partition resumes."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
 from faust.transport.conductor import Conductor
@@ -23,19 +25,23 @@ from tickflow.config import KafkaSettings, Settings
 P0, P1 = TP("t", 0), TP("t", 1)
 
 
-def _app(tmp_path: Path) -> Any:
+def _app(tmp_path: Path, lean: bool = True) -> Any:
     settings = Settings(kafka=KafkaSettings(bootstrap_servers="k1:9093"))
-    return create_app(settings, ProcessorSettings(app_id="t-lean", store="memory://", data_dir=tmp_path))
+    with mock.patch.dict(os.environ, {"TICKFLOW_PROCESSORS_LEAN_CONSUMER": "1" if lean else "0"}):
+        app = create_app(settings, ProcessorSettings(app_id="t-lean", store="memory://", data_dir=tmp_path))
+        # The transport, consumer and conductor are made on first use: while the variable is set.
+        assert app.transport is not None and app.consumer is not None and app.topics is not None
+        return app
 
 
 def test_the_app_uses_the_lean_transport_only_when_told_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Faust's own per-record path by default, with the consumer that resumes where the tables are.
     monkeypatch.delenv("TICKFLOW_PROCESSORS_LEAN_CONSUMER", raising=False)
-    app = _app(tmp_path)
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers="k1:9093"))
+    app = create_app(settings, ProcessorSettings(app_id="t-default", store="memory://", data_dir=tmp_path))
     assert type(app.transport) is SteadyTransport
     assert type(app.consumer) is SteadyConsumer and type(app.topics) is Conductor
-    monkeypatch.setenv("TICKFLOW_PROCESSORS_LEAN_CONSUMER", "1")
-    app = _app(tmp_path)
+    app = _app(tmp_path, lean=True)
     assert type(app.transport) is LeanTransport
     assert type(app.consumer) is LeanConsumer and type(app.topics) is LeanConductor
 
