@@ -1,17 +1,18 @@
 """The order-book agent: ``tickflow.book`` in, validated books in table state, best bid/offer
 on every change and top-N depth at an interval out, the books served over HTTP.
 
-Records are applied in partition order, one instrument per key, by ``Book.apply``, in batches:
-the agent applies each record as it comes and, once nothing more is waiting in its stream and
-the batch is ``batch_wait`` seconds old (counted from its first record: a batch lingers for
-company at most that long, so a flush, a produce request and a wait for the levels'
-acknowledgement, is shared by the records that trickle in), or ``batch_max`` records are
-pending, writes what the batch changed to the tables and the best bid/offer topic in one
-``TableWriter.flush`` (``changelog.py``), with the last offset applied of each partition after
-them (``resume.py``: a restart resumes exactly where the tables are, whatever Faust committed),
-then acknowledges the batch's records. Not Faust's ``take_events``: reading its code, an event
-can slip into its list while the agent works on a batch; it is then acknowledged with the batch
-(its offset committed) but never handed to the agent.
+Records are applied in partition order, one instrument per key, by ``Book.apply``, in batches.
+The agent applies each record as it comes; when nothing more is waiting in its stream it writes
+what the batch changed (the tables and the best bid/offer topic, one ``TableWriter`` flush,
+``changelog.py``) once: the partition has no backlog in Kafka (else it waits for the records on
+their way, up to ``BATCH_MAX``), its previous batch is written (group commit: one write in
+flight, the batch grows with the rate), and the batch is ``BATCH_WAIT`` old (from its first
+record). With the batch go the last offset applied of each partition, after its changes
+(``resume.py``: a restart resumes exactly where the tables are, whatever Faust committed); the
+batch's records are acknowledged once all of it is handed to Kafka, while the agent goes on with
+the next records. Not Faust's ``take_events``: reading its code, an event can slip into its list
+while the agent works on a batch; it is then acknowledged with the batch (its offset committed)
+but never handed to the agent.
 Outputs:
 
 - ``BookTop`` on the bbo topic whenever the best bid or offer (price, size) or the book's health
@@ -40,6 +41,10 @@ from tickflow.codec import AvroCodec
 from tickflow.events import BookReset, BookUpdate, Event
 
 log = logging.getLogger(__name__)
+
+#: While a partition has a backlog, how long the agent waits for its next record before it
+#: writes what it has anyway (the records are normally there within a millisecond or two).
+_BEHIND_WAIT = 0.05
 
 
 @dataclass
@@ -89,24 +94,36 @@ class BookAgent:
         started: set[int] = set()
         positions = self.state.positions
         first_at = 0.0  # when the pending batch's first record came
+        last: Any = None  # the last record taken
         coming: asyncio.Future[Any] | None = None  # the next record, asked for while lingering
         try:
             while True:
                 if coming is None and self._batch.pending and (queue_empty is None or queue_empty()):
-                    # Nothing queued: wait for company until the batch is ``linger`` old (counted
-                    # from its first record, as a Kafka producer's linger is), then write it.
+                    # Nothing queued. While the previous batch is still being written, gather
+                    # more (group commit: the batch grows with the rate, one write in flight);
+                    # otherwise wait until the batch is ``linger`` old (counted from its first
+                    # record, as a Kafka producer's linger is), then write it.
                     coming = asyncio.ensure_future(events.__anext__())
-                    remaining = first_at + linger - clock() if queue_empty is not None else 0.0
-                    if remaining > 0:
-                        await asyncio.wait({coming}, timeout=remaining)
-                    if not coming.done():
-                        await self.flush_batch()
+                    while not coming.done():
+                        writing = self._writing
+                        if last is not None and self._behind(last):
+                            # More of this partition is already in Kafka (a backlog): it is on
+                            # its way, gather it (up to BATCH_MAX; the wait bounded all the same).
+                            await asyncio.wait({coming}, timeout=_BEHIND_WAIT)
+                            last = None  # once: then as without a backlog
+                        elif writing is not None and not writing.done():
+                            await asyncio.wait({coming, writing}, return_when=asyncio.FIRST_COMPLETED)
+                        elif (remaining := first_at + linger - clock()) > 0 and queue_empty is not None:
+                            await asyncio.wait({coming}, timeout=remaining)
+                        else:
+                            await self.flush_batch()
+                            break
                 try:
                     event = await (coming if coming is not None else events.__anext__())
                 except StopAsyncIteration:
                     break
                 coming = None
-                message = event.message
+                message = last = event.message
                 if message.partition not in started:  # where each partition resumed: says what a restart re-reads
                     started.add(message.partition)
                     log.info("books: first record of %s[%d] at offset %d", message.topic, message.partition,
@@ -125,6 +142,15 @@ class BookAgent:
         finally:
             if coming is not None and not coming.done():
                 coming.cancel()
+
+    def _behind(self, message: Any) -> bool:
+        """Whether the topic already holds records of ``message``'s partition after it (the
+        consumer's last known high-water mark: a local lookup, no request)."""
+        try:
+            highwater = self.app.consumer.highwater(message.tp)
+        except Exception:  # not known (yet): as if not behind
+            return False
+        return highwater is not None and message.offset + 1 < highwater
 
     async def flush_batch(self) -> None:
         """Write what the pending records changed; they are acknowledged once it is all handed to

@@ -79,7 +79,10 @@ class ProcessorSettings(BaseSettings):
     #: The order-book agent writes the changes of at most this many records at a time (and of
     #: fewer when no more are waiting: ``processors/books.py``).
     batch_max: int = Field(500, ge=1)
-    #: ...and, when no more are waiting, lingers this many seconds for more before it writes.
+    #: ...and, when no more are waiting, writes once its previous batch is written (group commit:
+    #: it gathers records meanwhile) and it is at least this many seconds old (a linger, from its
+    #: first record: with Faust's per-record path records arrive one at a time, and without it
+    #: batches of one or two records made the worker slower still).
     batch_wait: float = Field(0.005, ge=0)
 
     def changelog_partitions(self) -> int:
