@@ -128,7 +128,10 @@ def test_stop_flow_interrupts_a_suspended_delivery_without_counting_it_read(tmp_
     asyncio.run(run())
 
 
-def test_a_real_cancellation_during_a_delivery_ends_the_loop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("interrupted_too", [False, True], ids=["cancelled", "cancelled-and-interrupted"])
+def test_a_real_cancellation_during_a_delivery_ends_the_loop(tmp_path: Path, interrupted_too: bool) -> None:
+    """The fetcher stopping (a cancellation) ends the loop, also when a ``stop_flow`` comes with it."""
+
     async def run() -> None:
         consumer = _app(tmp_path).consumer
         forever = asyncio.Event()
@@ -138,28 +141,12 @@ def test_a_real_cancellation_during_a_delivery_ends_the_loop(tmp_path: Path) -> 
 
         task, _ = _drain(consumer, [[_message(P0, 0)]], deliver)
         await _until(lambda: consumer._delivering is not None)
+        if interrupted_too:
+            consumer.stop_flow()
         task.cancel()  # the fetcher stopping
         with pytest.raises(asyncio.CancelledError):
             await task
         assert consumer._read_offset[P0] is None
-
-    asyncio.run(run())
-
-
-def test_both_at_once_still_ends_the_loop(tmp_path: Path) -> None:
-    async def run() -> None:
-        consumer = _app(tmp_path).consumer
-        forever = asyncio.Event()
-
-        async def deliver(message: Any) -> None:
-            await forever.wait()
-
-        task, _ = _drain(consumer, [[_message(P0, 0)]], deliver)
-        await _until(lambda: consumer._delivering is not None)
-        consumer.stop_flow()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
     asyncio.run(run())
 
