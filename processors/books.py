@@ -206,6 +206,7 @@ class BookAgent:
             book = Book.of(value)
             self.state.add(instrument, book)
         was_live = book.live
+        book.replaying = self.state.replaying(message.tp, message.offset)
         applied = book.apply(value)
         self.state.write(instrument, message.partition, book, applied)
         if applied.skipped and was_live:

@@ -7,7 +7,9 @@ Two tables, both changelogged to compacted topics:
   books would write the full book (thousands of levels) for each delta of a few. Keyed per
   level, a delta writes one record per level it really changes (``levels.Side.apply``), a
   snapshot one per level that differs from the book it replaces, a removal one tombstone; and
-  compaction keeps the changelog at about the size of the books themselves. (The other choice,
+  compaction keeps the changelog at about the size of the books themselves. Plus the source
+  positions (below), written after each batch's levels: how far the levels are, which can be
+  ahead of the heads after a crash (``BookState.replaying``). (The other choice,
   a log of per-instrument deltas, would grow forever: compaction cannot fold deltas.)
 - ``book-heads``: one entry per instrument -> ``BookHead`` (health, the venue's last ids, times),
   written for every record applied: continuity is checked against it after a restart. Plus one
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 _head_encoder = msgspec.msgpack.Encoder()
 _head_decoder = msgspec.msgpack.Decoder(BookHead)
 _BID, _ASK = "b", "a"
-_APPLIED = "@applied|"  # heads-table keys of the source positions (an instrument never starts with @)
+_APPLIED = "@applied|"  # keys of the source positions in both tables (an instrument never starts with @)
 
 
 class BookState:
@@ -59,6 +61,9 @@ class BookState:
         writer.order(self.levels, self.heads)  # a head never lands in Kafka without its levels
         self.books: dict[str, Book] = {}
         self.positions = SourcePositions(app, "books")
+        #: Per source partition, the last offset whose changes the levels table holds (read back
+        #: with the tables): records up to it are applied again over levels that have them.
+        self.levels_applied: dict[TP, int] = {}
         #: The tables have been recovered and the books loaded at least once (``/books`` says so:
         #: before that, the web server is up but the books are not there yet).
         self.recovered = False
@@ -89,11 +94,18 @@ class BookState:
 
     def write_positions(self, tps: set[TP]) -> None:
         """Write the last offset applied of each of ``tps``: after the batch's heads, in their
-        changelog partition (a record batch: it lands with them)."""
+        changelog partition (a record batch: it lands with them), and after its levels too."""
         applied = self.positions.applied
         for tp in tps:
             key = f"{_APPLIED}{tp.topic}|{tp.partition}".encode()
-            self.writer.set(self.heads, tp.partition, key, str(applied[tp]).encode())
+            value = str(applied[tp]).encode()
+            self.writer.set(self.levels, tp.partition, key, value)
+            self.writer.set(self.heads, tp.partition, key, value)
+
+    def replaying(self, tp: TP, offset: int) -> bool:
+        """Whether the levels already hold this record's changes though the heads do not (the
+        levels of a batch land before its heads: a crash between the two leaves them ahead)."""
+        return offset <= self.levels_applied.get(tp, -1)
 
     async def reload(self) -> None:
         """Rebuild the in-memory books from the tables (Faust calls this once they are recovered)."""
@@ -107,8 +119,14 @@ class BookState:
                 continue
             books[text] = Book(_head_decoder.decode(value))
         levels = 0
+        levels_applied: dict[TP, int] = {}
         for key, value in self.levels.items():
-            instrument, side, price = _text(key).rsplit("|", 2)
+            text = _text(key)
+            if text.startswith(_APPLIED):
+                topic, partition = text[len(_APPLIED) :].rsplit("|", 1)
+                levels_applied[TP(topic, int(partition))] = int(value)
+                continue
+            instrument, side, price = text.rsplit("|", 2)
             book = books.get(instrument)
             if book is None:
                 continue  # levels without a head: never written that way; ignore rather than guess
@@ -116,6 +134,7 @@ class BookState:
             levels += 1
         self.books = books
         self.positions.load(positions)
+        self.levels_applied = levels_applied
         self.recovered = True
         log.info("book state loaded from the tables: %d books, %d levels, applied up to %s", len(books), levels,
                  {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(positions.items())})  # fmt: skip
