@@ -166,7 +166,7 @@ class BookAgent:
                 await self._dead_letter(message, error_type, reason)
             self.state.write_positions(batch.touched)
             await self._written()
-            rest = await self.writer.start_flush()
+            rest = await self.writer.flush()
             self._writing = asyncio.ensure_future(self._finish(rest, batch.pending))
 
     async def _finish(self, rest: Any, pending: list[Any]) -> None:

@@ -20,12 +20,11 @@ What this does instead, for each batch of source records the agent takes from it
   partitioned by key with aiokafka's default partitioner, which is what ``topic.send(key=...)``
   would have used.
 
-Why this stays exact after a crash: the agent acknowledges a batch's source records only after
-``flush`` has handed every change to aiokafka (it acknowledges them itself, after the flush),
-and Faust flushes aiokafka before it commits source offsets (at-least-once mode). A committed
-source offset therefore always has its table changes in Kafka; records read again after a crash
-are the venue's duplicates, which the book logic skips. The changelog carries the same keys and
-values as before, so recovery, standbys and the RocksDB persisted offsets work as with Faust's
+Why this stays exact after a crash: tables named in ``order`` land in that order (a book's head
+never without its levels, a source position never without its heads), and a restart resumes at
+the positions the tables hold (``resume.py``), not at Faust's committed offsets; records read
+again are skipped by their ids or applied again (absolute sizes). The changelog carries the same
+keys and values as Faust's own writes, so recovery, standbys and the RocksDB persisted offsets work as with Faust's
 own table writes. Not for Faust's exactly-once mode (its changelog writes must go through the
 transactional producer of each partition): ``TableWriter`` refuses it.
 """
@@ -89,11 +88,7 @@ class TableWriter:
             records = self._outputs[topic] = []
         records.append((key, value))
 
-    async def flush(self) -> None:
-        """Write what was collected to the stores and hand every record to aiokafka."""
-        await (await self.start_flush())
-
-    async def start_flush(self) -> Coroutine[Any, Any, None]:
+    async def flush(self) -> Coroutine[Any, Any, None]:
         """Begin a flush: what was collected is taken (later changes go to the next flush), the
         outputs and the first ordered table's changes handed to aiokafka. Returns what is left
         to do, to be awaited: wait for those changes to be acknowledged, then hand over the next

@@ -13,7 +13,8 @@ event-time watermark, the trade ids already counted, counters. ``InstrumentWindo
   correction horizon past them; a trade older than the horizon is refused (``expired``: the
   agent dead-letters it) rather than counted in some windows and not in others.
 - A trade id already counted (the venue or the producer sent the trade twice) is skipped.
-  Records read again after a restart are recognised earlier, by their offset (``replayed``).
+  Records read again after a restart are recognised earlier, by their offset (the agent's
+  source positions, ``resume.py``, the highest offset the heads record per partition).
 
 Prices and sizes are integers at scale 18 (the contract's decimal(38, 18)), products of the two
 at scale 36: sums are exact; only VWAP and quote volume are rounded, half to even, to 18 places.
@@ -274,11 +275,8 @@ class InstrumentWindows:
         if us is not None:
             self._keep(interval, us, window)
 
-    def replayed(self, source: str, partition: int, offset: int) -> bool:
-        """Whether this record was applied already (read again after a restart)."""
-        return partition == self.head.partition and offset <= self.head.offsets.get(source, -1)
-
     def mark(self, source: str, partition: int, offset: int) -> None:
+        """This record is applied: what the source positions are read back from after a restart."""
         self.head.partition = partition
         self.head.offsets[source] = offset
 

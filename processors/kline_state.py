@@ -19,6 +19,7 @@ msgpack: msgpack has no integers past 64 bits, and sums of price times size at s
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -48,8 +49,7 @@ class KlineState:
         self.config = config
         self.instruments: dict[str, InstrumentWindows] = {}
         self.sources = sources
-        #: Per source partition, the last offset applied: the highest an instrument's head records
-        #: (heads are written in the order of the records, to the records' partition).
+        #: Per source partition, the last offset applied (``source_positions``).
         self.positions = SourcePositions(app, "klines")
         self.recovered = False
         # As in BookState: reloading after each table's recovery means the last reload sees both.
@@ -86,16 +86,23 @@ class KlineState:
             if windows is not None:
                 windows.load_closed(interval, _window_decoder.decode(value))
                 closed += 1
-        positions: dict[TP, int] = {}
-        for windows in instruments.values():
-            head = windows.head
-            for source, offset in head.offsets.items():
-                tp = TP(self.sources[source], head.partition)
-                positions[tp] = max(offset, positions.get(tp, -1))
         self.instruments = instruments
-        self.positions.load(positions)
+        self.positions.load(source_positions(instruments.values(), self.sources))
         self.recovered = True
         log.info("kline state loaded from the tables: %d instruments, %d closed klines", len(instruments), closed)
+
+
+def source_positions(instruments: Iterable[InstrumentWindows], sources: dict[str, str]) -> dict[TP, int]:
+    """Per source partition, the highest offset an instrument's head records as applied: the
+    heads are written in the order of the records, to the records' partition, so every record
+    up to it is in the tables (``sources``: source name -> topic)."""
+    positions: dict[TP, int] = {}
+    for windows in instruments:
+        head = windows.head
+        for source, offset in head.offsets.items():
+            tp = TP(sources[source], head.partition)
+            positions[tp] = max(offset, positions.get(tp, -1))
+    return positions
 
 
 def _text(value: bytes | str) -> str:

@@ -3,8 +3,8 @@
 ``GET /klines``: per instrument on this worker, its counters (trades counted, klines published,
 late trades, corrections, expired and duplicate trades, cross-check matches, mismatches and
 skipped windows), watermark and open windows, and the windows the cross-check currently finds
-different from the venue's; the agent's own counters; ``recovered`` is false until the tables
-are recovered after the worker starts.
+different from the venue's; the agent's own counters and its source positions' (``resume.py``);
+``recovered`` is false until the tables are recovered after the worker starts.
 """
 
 from __future__ import annotations
@@ -41,5 +41,6 @@ def register_kline_views(app: faust.App, agent: KlineAgent) -> None:
         async def get(self, request: Request) -> Response:
             instruments = [instrument_json(agent, i) for i in sorted(agent.state.instruments)]
             return self.json({"recovered": agent.state.recovered, "counters": agent.counters,
+                              "positions": agent.state.positions.counters,
                               "intervals": [label for label, _ in agent.config.intervals],
                               "instruments": instruments})  # fmt: skip

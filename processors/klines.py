@@ -76,7 +76,7 @@ class KlineAgent:
         self.crosscheck = CrossCheck()
         #: Per partition: its time swept last (whole seconds), for closing quiet instruments.
         self._swept: dict[int, int] = defaultdict(int)
-        self.counters = {"records": 0, "replayed": 0, "dead_letters": 0, "klines": 0, "corrections": 0, "updates": 0,
+        self.counters = {"records": 0, "dead_letters": 0, "klines": 0, "corrections": 0, "updates": 0,
                          "already_published": 0}  # fmt: skip
         self.state.heads.on_recover(self.read_published)
         self._idle = asyncio.Event()  # not in the middle of a record
@@ -123,11 +123,7 @@ class KlineAgent:
             return
         instrument = value.key
         windows = self._windows(instrument, value)
-        source = "trades" if trades else "klines"
-        if windows.replayed(source, message.partition, message.offset):
-            self.counters["replayed"] += 1
-            return
-        windows.mark(source, message.partition, message.offset)
+        windows.mark("trades" if trades else "klines", message.partition, message.offset)
         if isinstance(value, Trade):
             outcome = windows.trade(tick(value))
             if outcome.skipped == "expired":

@@ -80,7 +80,7 @@ class BookState:
         self.books[instrument] = book
 
     def write(self, instrument: str, partition: int, book: Book, applied: Applied) -> None:
-        """Write what one record of ``partition`` changed (sent with the batch's ``writer.flush``)."""
+        """Write what one record of ``partition`` changed (sent with the batch's ``writer.flush()``)."""
         # Level keys: ``venue:symbol|b|65000.01``, prices in plain notation without trailing zeros.
         set_level, levels = self.writer.set, self.levels
         prefix = f"{instrument}|"

@@ -1,7 +1,8 @@
 """The books over Faust's web server.
 
 - ``GET /books``: every book this worker holds, with its health and the venue's last ids;
-  ``recovered`` is false until the tables are recovered after the worker starts.
+  ``recovered`` is false until the tables are recovered after the worker starts; ``positions``:
+  records skipped as read again, rewinds past a gap, records lost to retention (``resume.py``).
 - ``GET /books/{venue}/{symbol}?depth=N``: one book, levels best first as decimal strings
   (``[price, size]`` pairs), all of them without ``depth``; no levels unless the book is LIVE.
   ``symbol`` is the normalized one (``BTC-USDT``) or the venue's own (``BTCUSDT``).
@@ -101,4 +102,5 @@ def register_views(app: faust.App, agent: BookAgent) -> None:
     class AllBooks(View):
         async def get(self, request: Request) -> Response:
             books = [_summary(b) for _, b in sorted(agent.state.books.items())]
-            return self.json({"recovered": agent.state.recovered, "books": books, "counters": agent.counters})
+            return self.json({"recovered": agent.state.recovered, "books": books, "counters": agent.counters,
+                              "positions": agent.state.positions.counters})  # fmt: skip

@@ -16,7 +16,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -98,6 +99,15 @@ class Worker:
         if self.process is not None:
             self.process.kill()
             self.process.wait(10)
+
+    @contextmanager
+    def running(self) -> Iterator[Worker]:
+        """Started, then stopped however the ``with`` block ends (a fixture's body)."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
 
     def restart(self) -> None:
         self.stop()

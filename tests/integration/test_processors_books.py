@@ -54,11 +54,8 @@ DURATION = 6.0
 def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> Iterator[Worker]:
     w = make_worker(settings, new_topic, tmp_path, "proc", ("book", "bbo", "depth", "dlq"), free_port(),
                     depth_interval="0.5", depth_levels="5")  # fmt: skip
-    try:
-        w.start()
+    with w.running():
         yield w
-    finally:
-        w.stop()
 
 
 def test_books_from_the_agent_equal_the_venues_and_a_gap_marker_holds_a_book_until_its_snapshot(

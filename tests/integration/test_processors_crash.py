@@ -35,7 +35,7 @@ from tests.integration.processors_worker import (
     read,
     run_feed,
 )
-from tests.integration.test_processors_klines import GRACE, INTERVALS, S, as_tuple, reference_klines
+from tests.integration.test_processors_klines import GRACE, INTERVALS, as_tuple, close_every_window, reference_klines
 from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
@@ -55,11 +55,8 @@ def worker(request: pytest.FixtureRequest, settings: Settings, new_topic: Callab
     w = make_worker(settings, new_topic, tmp_path, "crash", ALL_TOPICS, free_port(), request.param,
                     kline_intervals=msgspec.json.encode(list(INTERVALS)).decode(), kline_grace=str(GRACE),
                     kline_idle_close="5")  # fmt: skip
-    try:
-        w.start()
+    with w.running():
         yield w
-    finally:
-        w.stop()
 
 
 def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_kline_once(
@@ -97,17 +94,10 @@ def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_k
         thread.join(180)
     assert killer_done.is_set() and len(kill_log) == KILLS, kill_log
 
-    # Close every window of the run: one trade per instrument two minutes after it.
     trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]
-    last = {t.key: t for t in trades}
-    assert len(last) == 4 and len(trades) > 500
-    end = max(t.exchange_ts for t in trades) + 120 * S
-    with EventProducer(settings.kafka, codec) as producer:
-        for t in last.values():
-            producer.send(names["trades"], msgspec.structs.replace(t, trade_id="9" * 15, exchange_ts=end))
-        producer.flush()
-    trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]
-    expected = reference_klines(trades, dict.fromkeys(last, end - GRACE * S))
+    assert len({t.key for t in trades}) == 4 and len(trades) > 500
+    trades, watermarks = close_every_window(settings, codec, names["trades"], trades)
+    expected = reference_klines(trades, watermarks)
 
     # The books: each equals the venue's once the worker has read the last record of its topic.
     assert_books_equal_truth(worker, settings, codec, "binance-spot", truth)

@@ -41,12 +41,24 @@ def worker(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) ->
     w = make_worker(settings, new_topic, tmp_path, "kl", ALL_TOPICS, free_port(),
                     kline_intervals=msgspec.json.encode(list(INTERVALS)).decode(), kline_grace=str(GRACE),
                     kline_idle_close="5")  # fmt: skip
-    try:
-        w.start()
+    with w.running():
         w.wait_for("the kline tables recovered", lambda: w.get("/klines")["recovered"])
         yield w
-    finally:
-        w.stop()
+
+
+def close_every_window(settings: Settings, codec: AvroCodec, topic: str,
+                       trades: list[Trade]) -> tuple[list[Trade], dict[str, int]]:  # fmt: skip
+    """One trade per instrument, all at the same time two minutes after the run's last: every
+    window of the run closes (on the instrument's own watermark, then the same for all). The
+    trades on ``topic`` after that, and each instrument's watermark."""
+    last = {t.key: t for t in trades}
+    end = max(t.exchange_ts for t in trades) + 120 * S
+    with EventProducer(settings.kafka, codec) as producer:
+        for t in last.values():
+            producer.send(topic, msgspec.structs.replace(t, trade_id="9" * 15, exchange_ts=end))
+        producer.flush()
+    closed = [t for t in read(settings, codec, topic) if isinstance(t, Trade)]
+    return closed, dict.fromkeys(last, end - GRACE * S)
 
 
 def reference_klines(trades: list[Trade], watermarks: dict[str, int]) -> dict[tuple[str, str, int], tuple]:
@@ -100,19 +112,11 @@ def test_derived_klines_equal_klines_from_the_trades_and_match_the_venues(
     asyncio.run(scenario())
     trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]
     assert len({t.key for t in trades}) == 4 and len(trades) > 1000
-    # One trade per instrument, all at the same time two minutes after the run: every window of
-    # the run closes (on the instrument's own watermark, which is then the same for all).
-    last = {t.key: t for t in trades}
-    end = max(t.exchange_ts for t in trades) + 120 * S
-    with EventProducer(settings.kafka, codec) as producer:
-        for t in last.values():
-            producer.send(names["trades"], msgspec.structs.replace(t, trade_id="9" * 15, exchange_ts=end))
-        producer.flush()
-    trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]
+    last = {t.key: t for t in trades}  # each instrument's last trade of the run
+    trades, watermarks = close_every_window(settings, codec, names["trades"], trades)
     unique = len({(t.key, t.trade_id) for t in trades})
     worker.wait_for(f"all {unique} trades counted",
                     lambda: sum(c["trades"] for c in counters(worker).values()) == unique)  # fmt: skip
-    watermarks = dict.fromkeys(last, end - GRACE * S)
     expected = reference_klines(trades, watermarks)
     worker.wait_for(
         f"all {len(expected)} klines published", lambda: worker.get("/klines")["counters"]["klines"] == len(expected)

@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import msgspec
 import pytest
+from faust.types import TP
 
 from processors.crosscheck import CrossCheck
 from processors.kline import (
@@ -24,6 +25,7 @@ from processors.kline import (
     units,
 )
 from processors.kline_records import derived_kline, implausible_kline, implausible_trade, tick
+from processors.kline_state import source_positions
 from tickflow.events import Kline, MarketType, Side, Trade
 
 S = 1_000_000  # microseconds
@@ -256,12 +258,18 @@ def test_one_head_write_per_trade_and_closed_windows_written_once_each() -> None
     assert puts == w.head.counters.klines == 97 + 1
 
 
-def test_offsets_recognise_records_read_again() -> None:
-    w = windows()
-    assert not w.replayed("trades", 2, 10)
-    w.mark("trades", 2, 10)
-    assert w.replayed("trades", 2, 10) and w.replayed("trades", 2, 3) and not w.replayed("trades", 2, 11)
-    assert not w.replayed("klines", 2, 3) and not w.replayed("trades", 1, 3)
+def test_source_positions_are_the_highest_offsets_the_heads_record_per_partition() -> None:
+    a, b, c = windows(), windows(), windows()
+    a.mark("trades", 2, 10)
+    a.mark("klines", 2, 4)
+    b.mark("trades", 2, 17)  # another instrument of the same partition, further on
+    c.mark("trades", 1, 3)
+    sources = {"trades": "tickflow.trades", "klines": "tickflow.klines"}
+    assert source_positions([a, b, c], sources) == {
+        TP("tickflow.trades", 2): 17,
+        TP("tickflow.klines", 2): 4,
+        TP("tickflow.trades", 1): 3,
+    }
 
 
 def trade(price: str, size: str, ts: int = T0) -> Trade:
