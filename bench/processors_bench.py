@@ -385,17 +385,12 @@ def _changelogs(app_id: str) -> list[str]:
 
 # --- throughput ----------------------------------------------------------------------------------
 
-LEAN = {"TICKFLOW_PROCESSORS_LEAN_CONSUMER": "1"}
-
 #: Variant name -> how to run it on (topic, records, outputs). A trade variant (the kline agent
 #: against a bare loop on the trade topic) adds its own entries and fill function.
 VARIANTS: dict[str, Callable[[str, int, dict[str, str]], dict[str, float]]] = {
     "bare": lambda topic, count, _: run_bare(topic, count),
     "agent-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs),
     "agent-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs),
-    # The lean per-record consumer path (processors/consumer.py, opt-in): against Faust's own.
-    "lean-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs, extra_env=LEAN),
-    "lean-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs, extra_env=LEAN),
 }
 
 

@@ -2,17 +2,17 @@
 on every change and top-N depth at an interval out, the books served over HTTP.
 
 Records are applied in partition order, one instrument per key, by ``Book.apply``, in batches.
-The agent applies each record as it comes; when nothing more is waiting in its stream it writes
-what the batch changed (the tables and the best bid/offer topic, one ``TableWriter`` flush,
-``changelog.py``) once: the partition has no backlog in Kafka (else it waits for the records on
-their way, up to ``BATCH_MAX``), its previous batch is written (group commit: one write in
-flight, the batch grows with the rate), and the batch is ``BATCH_WAIT`` old (from its first
-record). With the batch go the last offset applied of each partition, after its changes
-(``resume.py``: a restart resumes exactly where the tables are, whatever Faust committed); the
-batch's records are acknowledged once all of it is handed to Kafka, while the agent goes on with
-the next records. Not Faust's ``take_events``: reading its code, an event can slip into its list
-while the agent works on a batch; it is then acknowledged with the batch (its offset committed)
-but never handed to the agent.
+The agent takes a partition's fetched records at a time (a ``RecordBatch``, ``consumer.py``: one
+event for the lot, not one per record through Faust's stream, which cost more than the book
+logic), decodes and applies them; when nothing more is waiting in its stream it writes what the
+batch changed (the tables and the best bid/offer topic, one ``TableWriter`` flush,
+``changelog.py``) once its previous batch is written (group commit: one write in flight, the
+batch grows with the rate) and the batch is ``BATCH_WAIT`` old (from its first records), or at
+once past ``BATCH_MAX`` records. With the batch go the last offset applied of each partition,
+after its changes (``resume.py``: a restart resumes exactly where the tables are, whatever Faust
+committed); the batch's records are acknowledged once all of it is handed to Kafka, while the
+agent goes on with the next records.
+
 Outputs:
 
 - ``BookTop`` on the bbo topic whenever the best bid or offer (price, size) or the book's health
@@ -34,23 +34,22 @@ import faust
 from processors.book import Book, Top, implausible
 from processors.changelog import TableWriter
 from processors.codec import AvroSerializer, Undecodable
+from processors.consumer import RecordBatch
 from processors.outputs import book_depth, book_top, dead_letter
 from processors.settings import ProcessorSettings
 from processors.state import BookState
 from tickflow.codec import AvroCodec
+from tickflow.errors import CodecError
 from tickflow.events import BookReset, BookUpdate, Event
 
 log = logging.getLogger(__name__)
 
-#: While a partition has a backlog, how long the agent waits for its next record before it
-#: writes what it has anyway (the records are normally there within a millisecond or two).
-_BEHIND_WAIT = 0.05
-
 
 @dataclass
 class _Batch:
-    pending: list[Any] = field(default_factory=list)  # events, acknowledged after the flush
-    dead: list[tuple[Any, str, str]] = field(default_factory=list)  # (message, error type, reason)
+    pending: list[Any] = field(default_factory=list)  # events (``RecordBatch``), acknowledged after the flush
+    records: int = 0  # records in ``pending``
+    dead: list[tuple[Any, str, str]] = field(default_factory=list)  # (record, error type, reason)
     touched: set[Any] = field(default_factory=set)  # source partitions with records applied
 
 
@@ -63,7 +62,9 @@ class BookAgent:
         self.writer = TableWriter(app)
         self.state = BookState(app, settings.store, settings.changelog_partitions(), self.writer)
         self.codec = codec
-        self.source = app.topic(settings.book_topic, key_serializer="raw", value_serializer=AvroSerializer(codec))
+        # Delivered a partition's fetched records at a time, undecoded (``consumer.RecordBatch``).
+        self.source = app.topic(settings.book_topic, key_serializer="raw", value_serializer="raw")
+        app.batch_topics.add(settings.book_topic)  # type: ignore[attr-defined]
         self.bbo = self._output(codec, settings.bbo_topic)
         self.depth = self._output(codec, settings.depth_topic)
         self.dead_letters = self._output(codec, settings.dead_letter_topic)
@@ -88,32 +89,25 @@ class BookAgent:
     async def process(self, stream: Any) -> None:
         manual = self._stream = stream.noack()  # acknowledged by ``flush_batch``, once in Kafka
         events = manual.events().__aiter__()
-        queue_empty = getattr(manual.channel, "empty", None)  # the stream's queue: is more already there?
+        queue_empty = manual.channel.empty  # the stream's queue: is more already there?
         batch_max, linger = self.settings.batch_max, self.settings.batch_wait
         clock = asyncio.get_running_loop().time
-        started: set[int] = set()
-        positions = self.state.positions
-        first_at = 0.0  # when the pending batch's first record came
-        last: Any = None  # the last record taken
-        coming: asyncio.Future[Any] | None = None  # the next record, asked for while lingering
+        started: set[Any] = set()
+        first_at = 0.0  # when the pending batch's first records came
+        coming: asyncio.Future[Any] | None = None  # the next records, asked for while lingering
         try:
             while True:
-                if coming is None and self._batch.pending and (queue_empty is None or queue_empty()):
+                if coming is None and self._batch.pending and queue_empty():
                     # Nothing queued. While the previous batch is still being written, gather
                     # more (group commit: the batch grows with the rate, one write in flight);
                     # otherwise wait until the batch is ``linger`` old (counted from its first
-                    # record, as a Kafka producer's linger is), then write it.
+                    # records, as a Kafka producer's linger is), then write it.
                     coming = asyncio.ensure_future(events.__anext__())
                     while not coming.done():
                         writing = self._writing
-                        if last is not None and self._behind(last):
-                            # More of this partition is already in Kafka (a backlog): it is on
-                            # its way, gather it (up to BATCH_MAX; the wait bounded all the same).
-                            await asyncio.wait({coming}, timeout=_BEHIND_WAIT)
-                            last = None  # once: then as without a backlog
-                        elif writing is not None and not writing.done():
+                        if writing is not None and not writing.done():
                             await asyncio.wait({coming, writing}, return_when=asyncio.FIRST_COMPLETED)
-                        elif (remaining := first_at + linger - clock()) > 0 and queue_empty is not None:
+                        elif (remaining := first_at + linger - clock()) > 0:
                             await asyncio.wait({coming}, timeout=remaining)
                         else:
                             await self.flush_batch()
@@ -123,34 +117,39 @@ class BookAgent:
                 except StopAsyncIteration:
                     break
                 coming = None
-                message = last = event.message
-                if message.partition not in started:  # where each partition resumed: says what a restart re-reads
-                    started.add(message.partition)
-                    log.info("books: first record of %s[%d] at offset %d", message.topic, message.partition,
-                             message.offset)  # fmt: skip
-                batch = self._batch  # not kept across records: ``flush_batch`` may have been called meanwhile
+                records: RecordBatch = event.value
+                if records.tp not in started:  # where each partition resumed: says what a restart re-reads
+                    started.add(records.tp)
+                    log.info("books: first record of %s[%d] at offset %d", records.tp.topic, records.tp.partition,
+                             records.records[0].offset)  # fmt: skip
+                batch = self._batch  # not kept across events: ``flush_batch`` may have been called meanwhile
                 if not batch.pending:
                     first_at = clock()
                 batch.pending.append(event)
-                if await positions.admit(message):  # not one the tables have, nor past a gap (``resume.py``)
-                    batch.touched.add(message.tp)
-                    problem = self.on_record(message, event.value)
-                    if problem is not None:
-                        batch.dead.append((event.message, *problem))
-                if len(batch.pending) >= batch_max:
+                batch.records += len(records.records)
+                await self.apply(records, batch)
+                if batch.records >= batch_max:
                     await self.flush_batch()
         finally:
             if coming is not None and not coming.done():
                 coming.cancel()
 
-    def _behind(self, message: Any) -> bool:
-        """Whether the topic already holds records of ``message``'s partition after it (the
-        consumer's last known high-water mark: a local lookup, no request)."""
-        try:
-            highwater = self.app.consumer.highwater(message.tp)
-        except Exception:  # not known (yet): as if not behind
-            return False
-        return highwater is not None and message.offset + 1 < highwater
+    async def apply(self, records: RecordBatch, batch: _Batch) -> None:
+        """Apply a partition's records, those the tables do not hold yet (``resume.py``)."""
+        tp = records.tp
+        admitted = await self.state.positions.admit_batch(tp, records.records)
+        if not admitted:
+            return
+        batch.touched.add(tp)
+        decode, dead = self.codec.decode, batch.dead
+        for record in admitted:
+            try:
+                value: object = decode(record.value)
+            except CodecError as exc:
+                value = Undecodable(bytes(record.value or b""), type(exc).__name__, str(exc))
+            problem = self.on_record(tp, record.offset, value)
+            if problem is not None:
+                dead.append((record, *problem))
 
     async def flush_batch(self) -> None:
         """Write what the pending records changed; they are acknowledged once it is all handed to
@@ -171,8 +170,10 @@ class BookAgent:
 
     async def _finish(self, rest: Any, pending: list[Any]) -> None:
         await rest
-        for done in pending:
-            await self._stream.ack(done)
+        ack_records = self.app.consumer.ack_records
+        for event in pending:
+            await self._stream.ack(event)  # its message (the batch's last record), then the others
+            ack_records(event.value.tp, event.value.offsets)
 
     async def _written(self) -> None:
         """Wait for the flush in flight, if any, to be done."""
@@ -189,7 +190,7 @@ class BookAgent:
         async with self._flushing:
             await self._written()
 
-    def on_record(self, message: Any, value: object) -> tuple[str, str] | None:
+    def on_record(self, tp: Any, offset: int, value: object) -> tuple[str, str] | None:
         """Apply one record; its changes and output wait for the batch's flush. Returns
         ``(error type, reason)`` for a record that goes to the dead-letter topic instead."""
         self.counters["records"] += 1
@@ -206,9 +207,9 @@ class BookAgent:
             book = Book.of(value)
             self.state.add(instrument, book)
         was_live = book.live
-        book.replaying = self.state.replaying(message.tp, message.offset)
+        book.replaying = self.state.replaying(tp, offset)
         applied = book.apply(value)
-        self.state.write(instrument, message.partition, book, applied)
+        self.state.write(instrument, tp.partition, book, applied)
         if applied.skipped and was_live:
             log.debug("%s: %s", instrument, applied.skipped)
         if applied.head_changed:

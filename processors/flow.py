@@ -1,4 +1,5 @@
-"""The worker's Kafka consumer: Faust's aiokafka consumer, with three changes.
+"""The worker's Kafka consumer: Faust's aiokafka consumer, with three changes (the base of
+``consumer.LeanConsumer``, which adds batch delivery and a leaner per-record path).
 
 **Streams resume where the tables are.** After a rebalance or a start Faust seeks each source
 partition to its committed offset, once the tables are recovered (``perform_seek``). Then this
@@ -37,7 +38,6 @@ from __future__ import annotations
 import logging
 
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
-from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,3 @@ class SteadyConsumer(AIOKafkaConsumer):
 
     def on_buffer_full(self, tp: TP) -> None:
         return None
-
-
-class SteadyTransport(AIOKafkaTransport):
-    """Faust's aiokafka transport with ``SteadyConsumer`` (and Faust's own per-record path)."""
-
-    Consumer = SteadyConsumer

@@ -52,7 +52,20 @@ class SourcePositions:
 
     async def admit(self, message: Any) -> bool:
         """Whether to apply ``message`` (see the module's docstring); if so, it counts as applied."""
-        tp, offset = message.tp, message.offset
+        return await self.admit_offset(message.tp, message.offset)
+
+    async def admit_batch(self, tp: TP, records: list[Any]) -> list[Any]:
+        """Of one partition's ``records`` (in offset order), those to apply; they count as applied."""
+        applied = self.applied.get(tp)
+        last = records[-1].offset
+        if applied is not None and records[0].offset == applied + 1 and last == applied + len(records):
+            self.applied[tp] = last  # the common case: the next records, contiguous
+            self._seeking.pop(tp, None)
+            return records
+        return [record for record in records if await self.admit_offset(tp, record.offset)]
+
+    async def admit_offset(self, tp: TP, offset: int) -> bool:
+        """Whether to apply the record at ``offset`` of ``tp``; if so, it counts as applied."""
         applied = self.applied.get(tp)
         if applied is None or offset == applied + 1:
             self.applied[tp] = offset

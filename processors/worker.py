@@ -8,7 +8,6 @@ the same settings. Kafka and the registry come from tickflow's ``Settings``; the
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +16,6 @@ import faust
 from faust import transport as faust_transport
 
 from processors import consumer
-from processors.flow import SteadyTransport
 from processors.local_state import LocalStateGuard
 from processors.resume import SourcePositions
 from processors.settings import ProcessorSettings
@@ -66,20 +64,19 @@ class ProcessorsApp(faust.App):
         self.agent_settlers: list[Callable[[], Awaitable[None]]] = []
         #: The agents' source positions (``resume.py``): where their streams resume.
         self.source_positions: list[SourcePositions] = []
+        #: Topics whose agents take a partition's fetched records as one event, a ``RecordBatch``
+        #: (``consumer.py``), rather than one event a record.
+        self.batch_topics: set[str] = set()
 
     def _new_transport(self) -> Any:
         # Faust picks the transport class from the broker URL's scheme; the consumer and the
         # conductor come from that class. Faust's aiokafka transport (the one these consumers
-        # were written against) is replaced; there is no other Kafka transport in Faust 0.15.
-        # The lean per-record path (``consumer.py``, 20-30% less CPU a record) is opt-in,
-        # TICKFLOW_PROCESSORS_LEAN_CONSUMER=1: with it the rebalance test hung in 2 runs of 3 (the
-        # surviving worker never received the records of the changelog partitions it took over,
-        # "No event received for active tp", so its recovery never ended); without it, 5 of 5
-        # passed. Until that is understood, Faust's own per-record path is the default.
+        # were written against) is replaced by ``consumer.LeanTransport``: batch delivery, a
+        # leaner per-record path, resuming where the tables are (``flow.py``). There is no other
+        # Kafka transport in Faust 0.15.
         if faust_transport.by_url(self.conf.broker_consumer[0]) is not consumer.REPLACES:
             raise ConfigError(f"the processors run on Faust's aiokafka transport, not {self.conf.broker_consumer[0]}")
-        lean = os.environ.get("TICKFLOW_PROCESSORS_LEAN_CONSUMER", "0") == "1"
-        transport = consumer.LeanTransport if lean else SteadyTransport
+        transport = consumer.LeanTransport
         return transport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
