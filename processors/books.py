@@ -127,7 +127,8 @@ class BookAgent:
                     first_at = clock()
                 batch.pending.append(event)
                 batch.records += len(records.records)
-                await self.apply(records, batch)
+                async with self._flushing:  # a flush from ``settle`` waits: positions run ahead while applying
+                    await self.apply(records, batch)
                 if batch.records >= batch_max:
                     await self.flush_batch()
         finally:
@@ -163,6 +164,7 @@ class BookAgent:
                 return
             for message, error_type, reason in batch.dead:  # delivered before the positions that pass them
                 await self._dead_letter(message, error_type, reason)
+            self.state.write_heads()
             self.state.write_positions(batch.touched)
             await self._written()
             rest = await self.writer.flush()

@@ -73,13 +73,18 @@ class TableWriter:
 
     def set(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """``table[key] = value`` (``None``: ``del table[key]``) for a record of ``partition``."""
+        self.changes(table, partition)[key] = value
+
+    def changes(self, table: Any, partition: int) -> dict[bytes, bytes | None]:
+        """The changes to ``table`` in ``partition`` to be written at the next flush, to add to
+        (``changes[key] = value``, ``None`` to delete: what ``set`` does, for many keys at once)."""
         by_partition = self._changes.get(table)
         if by_partition is None:
             by_partition = self._changes[table] = {}
         changes = by_partition.get(partition)
         if changes is None:
             changes = by_partition[partition] = {}
-        changes[key] = value
+        return changes
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:
         """An output record, sent at the next ``flush`` (in order per topic)."""

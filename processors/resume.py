@@ -57,8 +57,8 @@ class SourcePositions:
     async def admit_batch(self, tp: TP, records: list[Any]) -> list[Any]:
         """Of one partition's ``records`` (in offset order), those to apply; they count as applied."""
         applied = self.applied.get(tp)
-        last = records[-1].offset
-        if applied is not None and records[0].offset == applied + 1 and last == applied + len(records):
+        first, last = records[0].offset, records[-1].offset
+        if (applied is None or first == applied + 1) and last == first + len(records) - 1:
             self.applied[tp] = last  # the common case: the next records, contiguous
             self._seeking.pop(tp, None)
             return records

@@ -60,6 +60,10 @@ class BookState:
         self.heads = app.Table("book-heads", help="book heads: instrument -> BookHead (msgpack)", **options)
         writer.order(self.levels, self.heads)  # a head never lands in Kafka without its levels
         self.books: dict[str, Book] = {}
+        #: Per instrument, the table key of each level (bids, asks) by price.
+        self._keys: dict[str, tuple[dict[Decimal, bytes], dict[Decimal, bytes]]] = {}
+        #: Per partition, the books whose head changed since the last ``write_heads``.
+        self._heads_changed: dict[int, dict[str, Book]] = {}
         self.positions = SourcePositions(app, "books")
         #: Per source partition, the last offset whose changes the levels table holds (read back
         #: with the tables): records up to it are applied again over levels that have them.
@@ -81,16 +85,36 @@ class BookState:
 
     def write(self, instrument: str, partition: int, book: Book, applied: Applied) -> None:
         """Write what one record of ``partition`` changed (sent with the batch's ``writer.flush()``)."""
-        # Level keys: ``venue:symbol|b|65000.01``, prices in plain notation without trailing zeros.
-        set_level, levels = self.writer.set, self.levels
-        prefix = f"{instrument}|"
-        for side, changes in ((_BID, applied.bids), (_ASK, applied.asks)):
-            head = f"{prefix}{side}|"
-            for price, size in changes:
-                key = f"{head}{price.normalize():f}".encode()
-                set_level(levels, partition, key, None if size is None else f"{size.normalize():f}".encode())
+        changes = self.writer.changes(self.levels, partition)
+        keys = self._keys.get(instrument)
+        if keys is None:
+            keys = self._keys[instrument] = ({}, {})
+        for side, side_keys, side_changes in ((_BID, keys[0], applied.bids), (_ASK, keys[1], applied.asks)):
+            for price, size in side_changes:
+                # Level keys: ``venue:symbol|b|65000.01``, the price in plain notation without
+                # trailing zeros; made once per level (a level changes many times).
+                key = side_keys.get(price)
+                if key is None:
+                    key = side_keys[price] = f"{instrument}|{side}|{plain(price)}".encode()
+                if size is None:
+                    del side_keys[price]
+                    changes[key] = None
+                else:
+                    changes[key] = plain(size).encode()
         if applied.head_changed:
-            set_level(self.heads, partition, instrument.encode(), _head_encoder.encode(book.head))
+            # Encoded once per batch, when it is written (``write_heads``): only the last counts.
+            heads = self._heads_changed.get(partition)
+            if heads is None:
+                heads = self._heads_changed[partition] = {}
+            heads[instrument] = book
+
+    def write_heads(self) -> None:
+        """Hand the heads changed since the last call to the writer (before each flush)."""
+        changed, self._heads_changed = self._heads_changed, {}
+        for partition, books in changed.items():
+            changes = self.writer.changes(self.heads, partition)
+            for instrument, book in books.items():
+                changes[instrument.encode()] = _head_encoder.encode(book.head)
 
     def write_positions(self, tps: set[TP]) -> None:
         """Write the last offset applied of each of ``tps``: after the batch's heads, in their
@@ -133,11 +157,24 @@ class BookState:
             (book.bids if side == _BID else book.asks).load(Decimal(price), Decimal(_text(value)))
             levels += 1
         self.books = books
+        self._keys.clear()
+        self._heads_changed.clear()
         self.positions.load(positions)
         self.levels_applied = levels_applied
         self.recovered = True
         log.info("book state loaded from the tables: %d books, %d levels, applied up to %s", len(books), levels,
                  {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(positions.items())})  # fmt: skip
+
+
+def plain(value: Decimal) -> str:
+    """``value`` in plain notation without trailing zeros (``65000.01``, ``0.00000012``, ``100``):
+    one text for one number whatever its scale, as a table key must be."""
+    text = str(value)
+    if "E" in text:  # scientific notation (very small or large exponents): the slow, general way
+        return f"{value.normalize():f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text if text != "-0" else "0"
 
 
 def _text(value: bytes | str) -> str:

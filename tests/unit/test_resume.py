@@ -95,3 +95,17 @@ def test_partitions_are_independent() -> None:
                 await positions.admit(Message(70, other))]  # fmt: skip
 
     assert asyncio.run(run()) == [True, True, False]
+
+
+def test_a_batch_is_admitted_whole_when_it_continues_the_tables_and_record_by_record_otherwise() -> None:
+    async def run() -> None:
+        positions = SourcePositions(App(RecordingConsumer()), "books")
+        tp = TP0
+        records = [Message(o) for o in (5, 6, 7)]
+        assert await positions.admit_batch(tp, records) == records  # no position yet: from wherever it starts
+        assert positions.applied[tp] == 7
+        again = [Message(o) for o in (6, 7, 8, 9)]
+        assert [r.offset for r in await positions.admit_batch(tp, again)] == [8, 9]  # 6, 7 applied already
+        assert positions.applied[tp] == 9 and positions.counters["replayed"] == 2
+
+    asyncio.run(run())
