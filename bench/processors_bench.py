@@ -21,8 +21,10 @@ process's (all threads), from ``/proc``, over the same window (to the commit for
 The ratio agent ÷ bare is taken within each round; the table shows medians. Issue 5's target:
 the agent at least 50% of the bare loop.
 
-A trade variant (kline agent vs a bare loop over the trade topic) fits the same frame: a
-``fill`` function for the trade topic and the agent's topic setting; see ``VARIANTS``.
+``--kind trades``: the same for the kline agent: a fresh trade topic (6 partitions) filled with
+Binance spot trades (``trade_records``: exchange time advancing 0.2-2 ms a trade, so 1 s klines
+close all along), the bare loop consuming and decoding it, the worker's kline agent reading it
+(its book agent on an empty topic), timed by ``GET /klines``.
 
 Latency (``latency``). End to end, with the real processes: the synthetic Binance spot market
 (``simulate``: ``BinanceSynthetic`` paced at ``--rates`` market events per second over
@@ -148,6 +150,33 @@ def book_records(instruments: int, count: int, snapshot_levels: int, seed: int =
     return out
 
 
+def trade_records(instruments: int, count: int, seed: int = 7) -> list[Any]:
+    """Binance spot trades as the feed produces them: ``count`` trades over ``instruments``
+    instruments, exchange time advancing 0.2-2 ms a trade (so 1 s klines close all along and
+    1 m ones now and then), prices wandering a tick at a time, unique trade ids."""
+    from tickflow.events import MarketType, Side, Trade
+
+    rng = random.Random(seed)
+    t_us = 1_700_000_000_000_000
+    specs = []
+    for i in range(instruments):
+        tick = Decimal(1).scaleb(-rng.choice((2, 3, 4, 5, 6, 8)))
+        lot = Decimal(1).scaleb(-rng.choice((0, 2, 3, 5, 8)))
+        specs.append([f"S{i:02d}", tick, lot, rng.randint(10_000, 2_000_000), 0])
+    out: list[Any] = []
+    for _ in range(count):
+        spec = rng.choice(specs)
+        name, tick, lot, price, trade_id = spec
+        spec[3] = price = max(1, price + rng.choice((-1, 0, 0, 1)))
+        spec[4] = trade_id + 1
+        t_us += rng.randint(200, 2_000)
+        out.append(Trade(venue="binance-spot", market=MarketType.SPOT, symbol=f"{name}-USDT",
+                         venue_symbol=f"{name}USDT", exchange_ts=t_us // 1000 * 1000, receive_ts=t_us,
+                         trade_id=str(trade_id), price=price * tick, size=rng.randint(1, 10_000) * lot,
+                         side=Side.BUY if rng.random() < 0.5 else Side.SELL))  # fmt: skip
+    return out
+
+
 def fill_topic(topic: str, records: list[Any]) -> None:
     from tickflow.codec import AvroCodec
     from tickflow.producer import EventProducer
@@ -255,6 +284,8 @@ class WorkerRun:
     book: str
     outputs: dict[str, str]
     store: str = "rocksdb://"
+    #: The trade topic the kline agent reads (default: an empty topic of the run).
+    trades: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     profile: Path | None = None
     app_id: str = field(default_factory=lambda: f"bench-proc-{uuid.uuid4().hex[:8]}")
@@ -277,7 +308,7 @@ class WorkerRun:
                # The kline agent runs in the same worker: on empty topics of the run, not the
                # stack's tickflow.trades (which may hold millions of trades it would chew through
                # meanwhile, measured as the book agent's cost).
-               "TICKFLOW_PROCESSORS__TRADE_TOPIC": self.outputs["trades"],
+               "TICKFLOW_PROCESSORS__TRADE_TOPIC": self.trades or self.outputs["trades"],
                "TICKFLOW_PROCESSORS__KLINE_TOPIC": self.outputs["klines"],
                "TICKFLOW_PROCESSORS__DERIVED_KLINE_TOPIC": self.outputs["derived"]}  # fmt: skip
         tickflow = str(Path(sys.executable).with_name("tickflow"))
@@ -307,19 +338,23 @@ class WorkerRun:
         self.sampler = None
 
     def books(self) -> dict[str, Any] | None:
+        return self.view("books")
+
+    def view(self, name: str) -> dict[str, Any] | None:
+        """``GET /books`` or ``/klines`` (the agent's counters), ``None`` if not answering."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/books", timeout=5) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/{name}", timeout=5) as response:
                 return json.loads(response.read())
         except OSError:
             return None
 
-    def wait_recovered(self, timeout: float = 120) -> dict[str, Any]:
+    def wait_recovered(self, timeout: float = 120, view: str = "books") -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited ({self.proc.returncode}); log in {self.data_dir}")
-            books = self.books()
+            books = self.view(view)
             if books is not None and books["recovered"]:
                 return books
             time.sleep(0.05)
@@ -333,9 +368,10 @@ class WorkerRun:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-#: Topics of a run besides the book topic: the book agent's outputs, and the kline agent's inputs
-#: and output (left empty: the bench measures the book agent).
-OUTPUT_KINDS = ("bbo", "depth", "dlq", "trades", "klines", "derived")
+#: Topics of a run besides the topic measured: the book agent's outputs, the kline agent's inputs
+#: and output (left empty when the book agent is measured), an empty book topic (for the book
+#: agent when the kline agent is measured: ``--kind trades``).
+OUTPUT_KINDS = ("bbo", "depth", "dlq", "trades", "klines", "derived", "idle-book")
 
 
 def run_topics(run: str) -> list[str]:
@@ -349,13 +385,19 @@ def output_topics(run: str) -> dict[str, str]:
 
 
 def run_agent(topic: str, count: int, store: str, outputs: dict[str, str], profile: Path | None = None,
-              extra_env: dict[str, str] | None = None) -> dict[str, float]:  # fmt: skip
-    worker = WorkerRun(topic, outputs, store=store, profile=profile, extra_env=extra_env or {})
+              extra_env: dict[str, str] | None = None, kind: str = "book") -> dict[str, float]:  # fmt: skip
+    """A worker's agent for ``kind`` (``book``: the book agent on ``topic``; ``trades``: the kline
+    agent on ``topic``, the book agent on an empty topic) from recovery to every record done."""
+    trades = kind == "trades"
+    book = outputs["idle-book"] if trades else topic
+    worker = WorkerRun(book, outputs, store=store, profile=profile, extra_env=extra_env or {},
+                       trades=topic if trades else None)  # fmt: skip
+    view = "klines" if trades else "books"
     worker.start()
     try:
         assert worker.proc is not None
         stats = ProcStats(worker.proc.pid)
-        first = worker.wait_recovered()
+        first = worker.wait_recovered(view=view)
         worker.sample()
         t0, cpu0, done0 = time.monotonic(), stats.cpu_seconds(), first["counters"]["records"]
         t_processed = cpu_processed = None
@@ -363,15 +405,15 @@ def run_agent(topic: str, count: int, store: str, outputs: dict[str, str], profi
             if worker.proc.poll() is not None:
                 raise RuntimeError(f"worker exited ({worker.proc.returncode}); log in {worker.data_dir}")
             if t_processed is None:
-                books = worker.books()
-                if books is not None and books["counters"]["records"] >= count:
+                seen = worker.view(view)
+                if seen is not None and seen["counters"]["records"] >= count:
                     t_processed, cpu_processed = time.monotonic(), stats.cpu_seconds()
                     worker.stop_sampling()
             if t_processed is not None and committed(worker.app_id, topic) >= count:
                 break
             time.sleep(0.1)
         t_committed, cpu_committed = time.monotonic(), stats.cpu_seconds()
-        changelog = sum(n for t, n in end_offsets(_changelogs(worker.app_id)).items())
+        changelog = sum(n for t, n in end_offsets(_changelogs(worker.app_id, kind)).items())
         assert t_processed is not None and cpu_processed is not None
         return {"records": count - done0, "wall": t_processed - t0, "wall_committed": t_committed - t0,
                 "cpu": cpu_committed - cpu0, "changelog": changelog}  # fmt: skip
@@ -379,25 +421,30 @@ def run_agent(topic: str, count: int, store: str, outputs: dict[str, str], profi
         worker.stop()
 
 
-def _changelogs(app_id: str) -> list[str]:
-    return [f"{app_id}-book-levels-changelog", f"{app_id}-book-heads-changelog"]
+def _changelogs(app_id: str, kind: str = "book") -> list[str]:
+    tables = ("kline-heads", "kline-closed") if kind == "trades" else ("book-levels", "book-heads")
+    return [f"{app_id}-{table}-changelog" for table in tables]
 
 
 # --- throughput ----------------------------------------------------------------------------------
 
 #: Variant name -> how to run it on (topic, records, outputs). A trade variant (the kline agent
 #: against a bare loop on the trade topic) adds its own entries and fill function.
-VARIANTS: dict[str, Callable[[str, int, dict[str, str]], dict[str, float]]] = {
-    "bare": lambda topic, count, _: run_bare(topic, count),
-    "agent-rocksdb": lambda topic, count, outputs: run_agent(topic, count, "rocksdb://", outputs),
-    "agent-memory": lambda topic, count, outputs: run_agent(topic, count, "memory://", outputs),
+VARIANTS: dict[str, Callable[[str, int, dict[str, str], str], dict[str, float]]] = {
+    "bare": lambda topic, count, _, kind: run_bare(topic, count),
+    "agent-rocksdb": lambda topic, count, outputs, kind: run_agent(topic, count, "rocksdb://", outputs, kind=kind),
+    "agent-memory": lambda topic, count, outputs, kind: run_agent(topic, count, "memory://", outputs, kind=kind),
 }
 
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
-    topic = args.topic or f"bench.proc.book.{run}"
-    if not args.topic:
+    topic = args.topic or f"bench.proc.{args.kind}.{run}"
+    if not args.topic and args.kind == "trades":
+        create_topics([topic])
+        print(f"filling {topic}: {args.records} trades over {args.instruments} instruments", flush=True)
+        fill_topic(topic, trade_records(args.instruments, args.records))
+    elif not args.topic:
         create_topics([topic])
         records = book_records(args.instruments, args.records, args.snapshot_levels)
         deltas = records[args.instruments :]
@@ -415,7 +462,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
             order = variants if n % 2 == 0 else variants[::-1]
             got = {}
             for variant in order:
-                got[variant] = VARIANTS[variant](topic, count, outputs)
+                got[variant] = VARIANTS[variant](topic, count, outputs, args.kind)
                 r = got[variant]
                 print(f"round {n + 1} {variant:14s} {r['records'] / r['wall']:9.0f} records/s  "
                       f"{r['cpu'] / r['records'] * 1e6:7.1f} CPU-µs/record", flush=True)  # fmt: skip
@@ -429,7 +476,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         if not args.topic and not args.keep:
             delete_topics([topic])
     summary: dict[str, Any] = {"records": count, "rounds": args.rounds}
-    print(f"\n{count} book records, {args.rounds} rounds, medians")
+    print(f"\n{count} {'trades' if args.kind == 'trades' else 'book records'}, {args.rounds} rounds, medians")
     print("| variant | records/s (wall) | CPU-µs/record | records per CPU-s | changelog records/record | ÷ bare |")
     print("|---|---:|---:|---:|---:|---:|")
     for variant, rs in results.items():
@@ -864,6 +911,8 @@ def main() -> int:
         p.add_argument("--topic", help="use this book topic as it is (bare: required)")
         p.add_argument("--rounds", type=int, default=3)
         p.add_argument("--variants", default="bare,agent-rocksdb,agent-memory")
+        p.add_argument("--kind", choices=("book", "trades"), default="book",
+                       help="book records for the book agent, or trades for the kline agent")  # fmt: skip
         p.add_argument("--store", default="rocksdb://")
         p.add_argument("--keep", action="store_true", help="keep the filled topic (printed) for later runs")
         p.add_argument("--py-spy", action="store_true", help="profile: sample with py-spy instead of cProfile")
