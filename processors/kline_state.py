@@ -1,12 +1,14 @@
 """The kline agent's state in Faust tables, and the in-memory windows it works on.
 
-Two tables, changelogged to compacted topics and partitioned like the trade topic (Faust writes
-a change to the partition of the record being processed):
+Two tables, changelogged to compacted topics and partitioned like the trade topic (a change
+goes to the partition of the instrument's records, as Faust's own writes would):
 
 - ``kline-heads``: one entry per instrument -> ``InstrumentKlines``: its open windows of every
-  interval, watermark, trade ids counted, last offsets applied (per source partition, the
-  highest of these is where a restart resumes: ``resume.py``), counters. Written once per record
-  applied, whatever the number of intervals: the changelog grows with the trades.
+  interval, watermark, trade ids counted, last offsets applied, counters; written once per batch
+  of records that changed it (``changelog.TableWriter``), whatever the number of intervals. Plus
+  one entry per source partition, ``@applied|topic|partition`` -> the last offset applied,
+  written after the batch's heads (``resume.py``: a restart resumes there; a head that landed
+  past it is protected by its trade ids, a trade counted twice being recognised).
 - ``kline-closed``: one entry per closed window (``instrument|interval|open_time``) -> ``Window``,
   written when it closes and when a correction changes it, deleted (a tombstone) once past the
   correction horizon: so per kline published, not per trade.
@@ -25,6 +27,7 @@ from typing import Any
 import msgspec
 from faust.types import TP
 
+from processors.changelog import TableWriter
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome, Window
 from processors.resume import SourcePositions
 
@@ -39,15 +42,24 @@ def closed_key(instrument: str, interval: str, open_time: int) -> bytes:
     return f"{instrument}|{interval}|{open_time}".encode()
 
 
+_APPLIED = "@applied|"  # keys of the source positions in the heads table (an instrument never starts with @)
+
+
 class KlineState:
-    def __init__(self, app: Any, store: str, partitions: int, config: KlineConfig, sources: dict[str, str]) -> None:
+    def __init__(self, app: Any, store: str, partitions: int, config: KlineConfig, sources: dict[str, str],
+                 writer: TableWriter) -> None:  # fmt: skip
         """``sources``: the name of each source (``trades``, ``klines``) -> its topic."""
         options = {"partitions": partitions, "store": store, "key_type": bytes, "value_type": bytes}
         self.heads = app.Table("kline-heads", help="klines: instrument -> InstrumentKlines (JSON)", **options)
         self.closed = app.Table("kline-closed", help="closed klines: instrument|interval|open_time -> Window",
                                 **options)  # fmt: skip
+        self.writer = writer
+        # A head (and the position after it) never lands without the closed windows it counts on.
+        writer.order(self.closed, self.heads)
         self.config = config
         self.instruments: dict[str, InstrumentWindows] = {}
+        #: Per partition, the instruments whose head changed since the last ``write_heads``.
+        self._heads_changed: dict[int, dict[str, InstrumentWindows]] = {}
         self.sources = sources
         #: Per source partition, the last offset applied (``source_positions``).
         self.positions = SourcePositions(app, "klines")
@@ -63,22 +75,50 @@ class KlineState:
         self.instruments[instrument] = windows
 
     def write(self, instrument: str, windows: InstrumentWindows, outcome: Outcome) -> None:
-        """Write what one record changed (inside the agent: Faust needs the current record)."""
-        for interval, window in outcome.closed_put:
-            self.closed[closed_key(instrument, interval, window.open_time)] = _encoder.encode(window)
-        for interval, open_time in outcome.closed_del:
-            try:
-                del self.closed[closed_key(instrument, interval, open_time)]
-            except KeyError:
-                log.warning("%s: closed kline %s %d was not in the table", instrument, interval, open_time)
+        """Write what one record changed (sent with the batch's ``writer.flush()``, to the
+        partition of the instrument's records)."""
+        partition = windows.head.partition
+        if outcome.closed_put or outcome.closed_del:
+            closed = self.writer.changes(self.closed, partition)
+            for interval, window in outcome.closed_put:
+                closed[closed_key(instrument, interval, window.open_time)] = _encoder.encode(window)
+            for interval, open_time in outcome.closed_del:
+                closed[closed_key(instrument, interval, open_time)] = None
         if outcome.head_changed:
-            self.heads[instrument.encode()] = _encoder.encode(windows.head)
+            # Encoded once per batch (``write_heads``): the head of every open window is the
+            # largest value the agent writes, and only the last of a batch counts.
+            heads = self._heads_changed.get(partition)
+            if heads is None:
+                heads = self._heads_changed[partition] = {}
+            heads[instrument] = windows
+
+    def write_heads(self) -> None:
+        """Hand the heads changed since the last call to the writer (before each flush)."""
+        changed, self._heads_changed = self._heads_changed, {}
+        for partition, instruments in changed.items():
+            changes = self.writer.changes(self.heads, partition)
+            for instrument, windows in instruments.items():
+                changes[instrument.encode()] = _encoder.encode(windows.head)
+
+    def write_positions(self, tps: set[TP]) -> None:
+        """Write the last offset applied of each of ``tps``, after the batch's heads in their
+        changelog partition: a restart resumes there (``resume.py``)."""
+        applied = self.positions.applied
+        for tp in tps:
+            self.writer.set(self.heads, tp.partition, f"{_APPLIED}{tp.topic}|{tp.partition}".encode(),
+                            str(applied[tp]).encode())  # fmt: skip
 
     async def reload(self) -> None:
         """Rebuild the in-memory windows from the tables (Faust calls this once they are recovered)."""
-        instruments = {
-            _text(key): InstrumentWindows(_head_decoder.decode(value), self.config) for key, value in self.heads.items()
-        }
+        instruments: dict[str, InstrumentWindows] = {}
+        written: dict[TP, int] = {}
+        for key, value in self.heads.items():
+            text = _text(key)
+            if text.startswith(_APPLIED):
+                topic, partition = text[len(_APPLIED) :].rsplit("|", 1)
+                written[TP(topic, int(partition))] = int(value)
+            else:
+                instruments[text] = InstrumentWindows(_head_decoder.decode(value), self.config)
         closed = 0
         for key, value in self.closed.items():
             instrument, interval, _ = _text(key).rsplit("|", 2)
@@ -87,7 +127,10 @@ class KlineState:
                 windows.load_closed(interval, _window_decoder.decode(value))
                 closed += 1
         self.instruments = instruments
-        self.positions.load(source_positions(instruments.values(), self.sources))
+        # The positions written last in each batch; the heads' own offsets where there are none
+        # (tables written before there were: each head was then written with its record).
+        self._heads_changed.clear()
+        self.positions.load({**source_positions(instruments.values(), self.sources), **written})
         self.recovered = True
         log.info("kline state loaded from the tables: %d instruments, %d closed klines", len(instruments), closed)
 

@@ -4,8 +4,9 @@
 One agent reads both topics, so Faust assigns their partitions together (same key, same
 partition count: an instrument's trades and venue klines reach the same worker) and every table
 write belongs to the instrument's partition. Records are applied in partition order by
-``InstrumentWindows`` (``kline.py``); what a record changed is written to the tables
-(``kline_state.py``) before the next is read. Outputs:
+``InstrumentWindows`` (``kline.py``), a partition's fetched records at a time (a ``RecordBatch``,
+``consumer.py``); what a batch changed is written to the tables (``kline_state.py``, through a
+``changelog.TableWriter``: each head once per batch) before the next batch is taken. Outputs:
 
 - ``Kline`` with ``closed=True`` once per window when the watermark passes its close time;
   again with ``revision`` n > 0 after a late trade (a correction); with ``closed=False`` at most
@@ -13,9 +14,9 @@ write belongs to the instrument's partition. Records are applied in partition or
 - ``DeadLetter`` for a record that cannot be decoded, is of the wrong type, is impossible (price
   or size not above zero), or is a trade older than the correction horizon.
 
-Exactly once across a crash (``kill -9``; Faust at-least-once, the records since the last
-commit read again): a kline is published, and its delivery awaited, *before* the table writes
-that say it was published; so a crash leaves either a kline published but not recorded (read
+Exactly once across a crash (``kill -9``; Faust at-least-once, the records since the tables'
+position read again): a batch's klines are published, and their delivery awaited, *before* the
+table writes that say they were published; so a crash leaves either a kline published but not recorded (read
 again, the trades emit it again) or neither, never a window recorded as published but lost.
 The first case is recognised: after the tables are recovered, the agent reads back what the
 derived topic received in the last ``kline_published_lookback`` seconds, and a closed kline
@@ -39,7 +40,9 @@ from typing import Any
 
 import faust
 
+from processors.changelog import TableWriter
 from processors.codec import AvroSerializer, Undecodable
+from processors.consumer import RecordBatch
 from processors.crosscheck import CrossCheck
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome
 from processors.kline_records import CONSUMER, derived_kline, implausible_kline, implausible_trade, tick
@@ -49,6 +52,7 @@ from processors.settings import ProcessorSettings
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
 from tickflow.consumer import EventConsumer, StartAt
+from tickflow.errors import CodecError
 from tickflow.events import Event, Kline, MarketEvent, Trade
 
 log = logging.getLogger(__name__)
@@ -68,9 +72,15 @@ class KlineAgent:
         self.config = KlineConfig.of(settings.kline_intervals, settings.kline_grace, settings.kline_idle_close,
                                      settings.kline_correction_horizon, settings.kline_updates)  # fmt: skip
         sources = {"trades": settings.trade_topic, "klines": settings.kline_topic}
-        self.state = KlineState(app, settings.store, settings.changelog_partitions(), self.config, sources)
+        self.writer = TableWriter(app)
+        self.state = KlineState(app, settings.store, settings.changelog_partitions(), self.config, sources,
+                                self.writer)  # fmt: skip
+        # Delivered a partition's fetched records at a time, undecoded (``consumer.RecordBatch``).
         self.source = app.topic(settings.trade_topic, settings.kline_topic, key_serializer="raw",
-                                value_serializer=AvroSerializer(codec))  # fmt: skip
+                                value_serializer="raw")  # fmt: skip
+        app.batch_topics.update((settings.trade_topic, settings.kline_topic))  # type: ignore[attr-defined]
+        #: Deliveries of the batch's klines and dead letters: awaited before its tables are written.
+        self._sent: list[Any] = []
         self.derived = self._output(codec, settings.derived_kline_topic)
         self.dead_letters = self._output(codec, settings.dead_letter_topic)
         self.crosscheck = CrossCheck()
@@ -92,45 +102,72 @@ class KlineAgent:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
     async def process(self, stream: Any) -> None:
+        manual = stream.noack()  # acknowledged once the batch's tables are written
         idle = self._idle
-        async for event in stream.events():  # acknowledged when the next is asked for
+        ack_records = self.app.consumer.ack_records
+        async for event in manual.events():
             idle.clear()
             try:
-                await self.on_record(event.message, event.value)
+                batch: RecordBatch = event.value
+                await self.apply(batch)
+                await manual.ack(event)  # its message (the batch's last record), then the others
+                ack_records(batch.tp, batch.offsets)
             finally:
                 idle.set()
 
     async def settle(self) -> None:
-        """Return once the record in hand (if any) is done (``flow.py``: a rebalance or a stop)."""
+        """Return once the batch in hand (if any) is written and acknowledged (``flow.py``: a
+        rebalance or a stop)."""
         await asyncio.wait_for(self._idle.wait(), self.settings.session_timeout)
 
-    async def on_record(self, message: Any, value: object) -> None:
-        self.counters["records"] += 1
-        if not await self.state.positions.admit(message):  # applied already, or past a gap (``resume.py``)
+    async def apply(self, batch: RecordBatch) -> None:
+        """Apply a partition's records (those the tables do not hold yet: ``resume.py``), then
+        write what they did: klines and dead letters delivered first, then the tables (closed
+        windows, heads, the partition's position)."""
+        tp = batch.tp
+        admitted = await self.state.positions.admit_batch(tp, batch.records)
+        if not admitted:
             return
-        trades = message.topic == self.settings.trade_topic
+        decode = self.codec.decode
+        for record in admitted:
+            try:
+                value: object = decode(record.value)
+            except CodecError as exc:
+                value = Undecodable(bytes(record.value or b""), type(exc).__name__, str(exc))
+            await self.on_record(record, value)
+        sent, self._sent = self._sent, []
+        if sent:  # delivered before the state that says so is written (see the module's docstring)
+            await asyncio.gather(*sent)
+        self.state.write_heads()
+        self.state.write_positions({tp})
+        await (await self.writer.flush())
+
+    async def on_record(self, record: Any, value: object) -> None:
+        """Apply one record (aiokafka's: ``topic``, ``partition``, ``offset``, ``key``, ``value``)."""
+        self.counters["records"] += 1
+        trades = record.topic == self.settings.trade_topic
         if isinstance(value, Undecodable):
-            await self._dead_letter(message, value.error_type, value.reason)
+            await self._dead_letter(record, value.error_type, value.reason)
             return
         expected = Trade if trades else Kline
         if not isinstance(value, expected):
             kind = type(value).__name__ if isinstance(value, Event) else repr(type(value))
-            await self._dead_letter(message, "UnexpectedRecord", f"{kind} on {message.topic}")
+            await self._dead_letter(record, "UnexpectedRecord", f"{kind} on {record.topic}")
             return
         problem = implausible_trade(value) if isinstance(value, Trade) else implausible_kline(value)
         if problem is not None:
-            await self._dead_letter(message, "ImplausibleRecord", problem)
+            await self._dead_letter(record, "ImplausibleRecord", problem)
             return
         instrument = value.key
         windows = self._windows(instrument, value)
-        windows.mark("trades" if trades else "klines", message.partition, message.offset)
+        windows.mark("trades" if trades else "klines", record.partition, record.offset)
         if isinstance(value, Trade):
             outcome = windows.trade(tick(value))
             if outcome.skipped == "expired":
-                await self._dead_letter(message, "LateTrade", "older than the correction horizon "
+                await self._dead_letter(record, "LateTrade", "older than the correction horizon "
                                         f"({self.settings.kline_correction_horizon} s past the watermark)")  # fmt: skip
             await self._apply(instrument, windows, outcome)
-            await self._sweep(message.partition, windows.head.max_ts)
+            await self._sweep(record.partition, windows.head.max_ts)
         else:
             self.crosscheck.venue(instrument, windows, value)
             self.state.write(instrument, windows, Outcome(head_changed=True))
@@ -146,14 +183,14 @@ class KlineAgent:
 
     async def _apply(self, instrument: str, windows: InstrumentWindows, outcome: Outcome) -> None:
         """Publish what ``outcome`` emitted, settle the cross-check, write the tables."""
-        corrected, sent = [], []
+        corrected = []
         for emitted in outcome.emitted:
             kline = derived_kline(windows.head, emitted)
             identity = (instrument, kline.interval, kline.open_time, kline.revision)
             if kline.closed and identity in self.published:
                 self.counters["already_published"] += 1  # published before a crash, recorded only now
                 continue
-            sent.append(await self.derived.send(key=instrument.encode(), value=kline))
+            self._sent.append(await self.derived.send(key=instrument.encode(), value=kline))
             if not emitted.closed:
                 self.counters["updates"] += 1
             elif kline.revision:
@@ -161,8 +198,6 @@ class KlineAgent:
                 corrected.append((kline.interval, kline.open_time))
             else:
                 self.counters["klines"] += 1
-        if sent:  # delivered before the state that says so is written (see the module's docstring)
-            await asyncio.gather(*sent)
         if outcome.emitted or corrected:
             outcome.head_changed |= self.crosscheck.settle(instrument, windows, corrected)
         self.state.write(instrument, windows, outcome)
@@ -204,4 +239,4 @@ class KlineAgent:
         log.warning("dead letter %s: %s: %s", where, error_type, reason)
         record = dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
                              error_type, reason, CONSUMER)  # fmt: skip
-        await self.dead_letters.send(key=message.topic.encode(), value=record)
+        self._sent.append(await self.dead_letters.send(key=message.topic.encode(), value=record))

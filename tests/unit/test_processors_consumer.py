@@ -27,11 +27,12 @@ def _app(tmp_path: Path) -> Any:
     return create_app(settings, ProcessorSettings(app_id="t-lean", store="memory://", data_dir=tmp_path))
 
 
-def test_the_app_uses_the_lean_transport_and_delivers_the_book_topic_in_batches(tmp_path: Path) -> None:
+def test_the_app_uses_the_lean_transport_and_delivers_the_agents_topics_in_batches(tmp_path: Path) -> None:
     app = _app(tmp_path)
     assert type(app.transport) is LeanTransport
     assert type(app.consumer) is LeanConsumer and type(app.topics) is LeanConductor
-    assert app.batch_topics == {ProcessorSettings().book_topic}
+    settings = ProcessorSettings()
+    assert app.batch_topics == {settings.book_topic, settings.trade_topic, settings.kline_topic}
 
 
 def _message(tp: TP, offset: int) -> Any:
