@@ -104,6 +104,16 @@ WEB_PORTS = range(16700, 16800)
 # --- the records ---------------------------------------------------------------------------------
 
 
+def _instruments(rng: random.Random, count: int) -> list[tuple[str, Decimal, Decimal, int]]:
+    """(name, tick, lot, centre price in ticks) of ``count`` instruments."""
+    specs = []
+    for i in range(count):
+        tick = Decimal(1).scaleb(-rng.choice((2, 3, 4, 5, 6, 8)))
+        lot = Decimal(1).scaleb(-rng.choice((0, 2, 3, 5, 8)))
+        specs.append((f"S{i:02d}", tick, lot, rng.randint(10_000, 2_000_000)))
+    return specs
+
+
 def book_records(instruments: int, count: int, snapshot_levels: int, seed: int = 5) -> list[Any]:
     """Binance spot book records as the feed produces them: a snapshot per instrument, then
     deltas of 1-10 levels a side with continuous ids (``U == previous u + 1``), never crossed
@@ -112,12 +122,7 @@ def book_records(instruments: int, count: int, snapshot_levels: int, seed: int =
 
     rng = random.Random(seed)
     t_us = 1_700_000_000_000_000
-    specs = []
-    for i in range(instruments):
-        tick = Decimal(1).scaleb(-rng.choice((2, 3, 4, 5, 6, 8)))
-        lot = Decimal(1).scaleb(-rng.choice((0, 2, 3, 5, 8)))
-        centre = rng.randint(10_000, 2_000_000)
-        specs.append((f"S{i:02d}", tick, lot, centre))
+    specs = _instruments(rng, instruments)
     next_id = {spec[0]: 1_000_000 * (n + 1) for n, spec in enumerate(specs)}
 
     def head(name: str) -> dict[str, Any]:
@@ -158,11 +163,7 @@ def trade_records(instruments: int, count: int, seed: int = 7) -> list[Any]:
 
     rng = random.Random(seed)
     t_us = 1_700_000_000_000_000
-    specs = []
-    for i in range(instruments):
-        tick = Decimal(1).scaleb(-rng.choice((2, 3, 4, 5, 6, 8)))
-        lot = Decimal(1).scaleb(-rng.choice((0, 2, 3, 5, 8)))
-        specs.append([f"S{i:02d}", tick, lot, rng.randint(10_000, 2_000_000), 0])
+    specs = [[*spec, 0] for spec in _instruments(rng, instruments)]  # + the next trade id
     out: list[Any] = []
     for _ in range(count):
         spec = rng.choice(specs)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
@@ -42,6 +42,8 @@ from faust.types import TP
 from tickflow.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: (partition, {key: value or None for a deletion})
 _StoreWrite = Callable[[int, dict[bytes, bytes | None]], None]
@@ -229,6 +231,33 @@ class TableWriter:
             writer = write_memory
         self._stores[table] = writer
         return writer
+
+
+class LatestPerBatch(Generic[T]):
+    """Table entries changed many times in a batch, encoded once when it is written (an
+    instrument's head changes with every record; only the batch's last value lands anyway)."""
+
+    def __init__(self, writer: TableWriter, table: Any, encode: Callable[[T], bytes]) -> None:
+        self.writer, self.table, self.encode = writer, table, encode
+        self._changed: dict[int, dict[str, T]] = {}  # partition -> key -> what to encode
+
+    def changed(self, partition: int, key: str, value: T) -> None:
+        by_key = self._changed.get(partition)
+        if by_key is None:
+            by_key = self._changed[partition] = {}
+        by_key[key] = value
+
+    def write(self) -> None:
+        """Hand what changed since the last call to the writer (before its flush)."""
+        changed, self._changed = self._changed, {}
+        encode = self.encode
+        for partition, by_key in changed.items():
+            changes = self.writer.changes(self.table, partition)
+            for key, value in by_key.items():
+                changes[key.encode()] = encode(value)
+
+    def clear(self) -> None:
+        self._changed.clear()
 
 
 async def _nothing() -> None:

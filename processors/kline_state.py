@@ -27,9 +27,9 @@ from typing import Any
 import msgspec
 from faust.types import TP
 
-from processors.changelog import TableWriter
+from processors.changelog import LatestPerBatch, TableWriter
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome, Window
-from processors.resume import SourcePositions
+from processors.resume import SourcePositions, position_key, position_of
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,6 @@ _window_decoder = msgspec.json.Decoder(Window)
 
 def closed_key(instrument: str, interval: str, open_time: int) -> bytes:
     return f"{instrument}|{interval}|{open_time}".encode()
-
-
-_APPLIED = "@applied|"  # keys of the source positions in the heads table (an instrument never starts with @)
 
 
 class KlineState:
@@ -58,8 +55,9 @@ class KlineState:
         writer.order(self.closed, self.heads)
         self.config = config
         self.instruments: dict[str, InstrumentWindows] = {}
-        #: Per partition, the instruments whose head changed since the last ``write_heads``.
-        self._heads_changed: dict[int, dict[str, InstrumentWindows]] = {}
+        #: The heads changed since the last flush, encoded once each when it is written: the head
+        #: of every open window is the largest value the agent writes.
+        self._heads = LatestPerBatch[InstrumentWindows](writer, self.heads, lambda w: _encoder.encode(w.head))
         self.sources = sources
         #: Per source partition, the last offset applied (``source_positions``).
         self.positions = SourcePositions(app, "klines")
@@ -85,28 +83,18 @@ class KlineState:
             for interval, open_time in outcome.closed_del:
                 closed[closed_key(instrument, interval, open_time)] = None
         if outcome.head_changed:
-            # Encoded once per batch (``write_heads``): the head of every open window is the
-            # largest value the agent writes, and only the last of a batch counts.
-            heads = self._heads_changed.get(partition)
-            if heads is None:
-                heads = self._heads_changed[partition] = {}
-            heads[instrument] = windows
+            self._heads.changed(partition, instrument, windows)
 
     def write_heads(self) -> None:
         """Hand the heads changed since the last call to the writer (before each flush)."""
-        changed, self._heads_changed = self._heads_changed, {}
-        for partition, instruments in changed.items():
-            changes = self.writer.changes(self.heads, partition)
-            for instrument, windows in instruments.items():
-                changes[instrument.encode()] = _encoder.encode(windows.head)
+        self._heads.write()
 
     def write_positions(self, tps: set[TP]) -> None:
         """Write the last offset applied of each of ``tps``, after the batch's heads in their
         changelog partition: a restart resumes there (``resume.py``)."""
         applied = self.positions.applied
         for tp in tps:
-            self.writer.set(self.heads, tp.partition, f"{_APPLIED}{tp.topic}|{tp.partition}".encode(),
-                            str(applied[tp]).encode())  # fmt: skip
+            self.writer.set(self.heads, tp.partition, position_key(tp), str(applied[tp]).encode())
 
     async def reload(self) -> None:
         """Rebuild the in-memory windows from the tables (Faust calls this once they are recovered)."""
@@ -114,9 +102,8 @@ class KlineState:
         written: dict[TP, int] = {}
         for key, value in self.heads.items():
             text = _text(key)
-            if text.startswith(_APPLIED):
-                topic, partition = text[len(_APPLIED) :].rsplit("|", 1)
-                written[TP(topic, int(partition))] = int(value)
+            if (tp := position_of(text)) is not None:
+                written[tp] = int(value)
             else:
                 instruments[text] = InstrumentWindows(_head_decoder.decode(value), self.config)
         closed = 0
@@ -129,7 +116,7 @@ class KlineState:
         self.instruments = instruments
         # The positions written last in each batch; the heads' own offsets where there are none
         # (tables written before there were: each head was then written with its record).
-        self._heads_changed.clear()
+        self._heads.clear()
         self.positions.load({**source_positions(instruments.values(), self.sources), **written})
         self.recovered = True
         log.info("kline state loaded from the tables: %d instruments, %d closed klines", len(instruments), closed)

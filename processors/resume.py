@@ -32,6 +32,22 @@ from faust.types import TP
 
 log = logging.getLogger(__name__)
 
+#: Keys of the source positions in an agent's tables (an instrument never starts with ``@``).
+_APPLIED = "@applied|"
+
+
+def position_key(tp: TP) -> bytes:
+    """The table key of ``tp``'s position: ``@applied|topic|partition``."""
+    return f"{_APPLIED}{tp.topic}|{tp.partition}".encode()
+
+
+def position_of(key: str) -> TP | None:
+    """The source partition whose position ``key`` holds, ``None`` for any other key."""
+    if not key.startswith(_APPLIED):
+        return None
+    topic, partition = key[len(_APPLIED) :].rsplit("|", 1)
+    return TP(topic, int(partition))
+
 
 class SourcePositions:
     """Per source partition, the last offset applied: kept by the agent, written with its

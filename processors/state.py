@@ -39,15 +39,14 @@ import msgspec
 from faust.types import TP
 
 from processors.book import Applied, Book, BookHead
-from processors.changelog import TableWriter
-from processors.resume import SourcePositions
+from processors.changelog import LatestPerBatch, TableWriter
+from processors.resume import SourcePositions, position_key, position_of
 
 log = logging.getLogger(__name__)
 
 _head_encoder = msgspec.msgpack.Encoder()
 _head_decoder = msgspec.msgpack.Decoder(BookHead)
 _BID, _ASK = "b", "a"
-_APPLIED = "@applied|"  # keys of the source positions in both tables (an instrument never starts with @)
 
 
 class BookState:
@@ -62,8 +61,8 @@ class BookState:
         self.books: dict[str, Book] = {}
         #: Per instrument, the table key of each level (bids, asks) by price.
         self._keys: dict[str, tuple[dict[Decimal, bytes], dict[Decimal, bytes]]] = {}
-        #: Per partition, the books whose head changed since the last ``write_heads``.
-        self._heads_changed: dict[int, dict[str, Book]] = {}
+        #: The heads changed since the last flush, encoded once each when it is written.
+        self._heads = LatestPerBatch[Book](writer, self.heads, lambda book: _head_encoder.encode(book.head))
         self.positions = SourcePositions(app, "books")
         #: Per source partition, the last offset whose changes the levels table holds (read back
         #: with the tables): records up to it are applied again over levels that have them.
@@ -102,26 +101,18 @@ class BookState:
                 else:
                     changes[key] = plain(size).encode()
         if applied.head_changed:
-            # Encoded once per batch, when it is written (``write_heads``): only the last counts.
-            heads = self._heads_changed.get(partition)
-            if heads is None:
-                heads = self._heads_changed[partition] = {}
-            heads[instrument] = book
+            self._heads.changed(partition, instrument, book)
 
     def write_heads(self) -> None:
         """Hand the heads changed since the last call to the writer (before each flush)."""
-        changed, self._heads_changed = self._heads_changed, {}
-        for partition, books in changed.items():
-            changes = self.writer.changes(self.heads, partition)
-            for instrument, book in books.items():
-                changes[instrument.encode()] = _head_encoder.encode(book.head)
+        self._heads.write()
 
     def write_positions(self, tps: set[TP]) -> None:
         """Write the last offset applied of each of ``tps``: after the batch's heads, in their
         changelog partition (a record batch: it lands with them), and after its levels too."""
         applied = self.positions.applied
         for tp in tps:
-            key = f"{_APPLIED}{tp.topic}|{tp.partition}".encode()
+            key = position_key(tp)
             value = str(applied[tp]).encode()
             self.writer.set(self.levels, tp.partition, key, value)
             self.writer.set(self.heads, tp.partition, key, value)
@@ -137,18 +128,16 @@ class BookState:
         positions: dict[TP, int] = {}
         for key, value in self.heads.items():
             text = _text(key)
-            if text.startswith(_APPLIED):
-                topic, partition = text[len(_APPLIED) :].rsplit("|", 1)
-                positions[TP(topic, int(partition))] = int(value)
+            if (tp := position_of(text)) is not None:
+                positions[tp] = int(value)
                 continue
             books[text] = Book(_head_decoder.decode(value))
         levels = 0
         levels_applied: dict[TP, int] = {}
         for key, value in self.levels.items():
             text = _text(key)
-            if text.startswith(_APPLIED):
-                topic, partition = text[len(_APPLIED) :].rsplit("|", 1)
-                levels_applied[TP(topic, int(partition))] = int(value)
+            if (tp := position_of(text)) is not None:
+                levels_applied[tp] = int(value)
                 continue
             instrument, side, price = text.rsplit("|", 2)
             book = books.get(instrument)
@@ -158,7 +147,7 @@ class BookState:
             levels += 1
         self.books = books
         self._keys.clear()
-        self._heads_changed.clear()
+        self._heads.clear()
         self.positions.load(positions)
         self.levels_applied = levels_applied
         self.recovered = True
