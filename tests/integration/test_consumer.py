@@ -36,7 +36,10 @@ def bbo(symbol: str, i: int) -> BestBidOffer:
 @pytest.fixture
 def history(settings: Settings, codec: AvroCodec, new_topic: Callable[..., str]) -> str:
     """A topic with 300 records over 3 partitions, record i timestamped BASE_MS + 10*i."""
-    topic = new_topic(partitions=3)
+    # Kept whatever their age: BASE_MS is long past the broker's default retention (7 days), and
+    # its retention check (every 5 minutes) deleted them mid-test once (a CI run: partition 0
+    # "holds offsets 171..170").
+    topic = new_topic(partitions=3, **{"retention.ms": "-1"})
     with EventProducer(settings.kafka, codec) as producer:
         for i in range(300):
             producer.send(topic, bbo(f"S{i % 7}-USDT", i), timestamp_ms=BASE_MS + 10 * i)

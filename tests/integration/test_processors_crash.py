@@ -32,14 +32,12 @@ from tests.integration.processors_worker import (
     assert_books_equal_truth,
     free_port,
     make_worker,
-    read,
     run_feed,
 )
-from tests.integration.test_processors_klines import GRACE, INTERVALS, as_tuple, close_every_window, reference_klines
+from tests.integration.test_processors_klines import GRACE, INTERVALS, assert_each_kline_once
 from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
-from tickflow.events import Kline, Trade
 from tickflow.producer import EventProducer
 
 PARTITIONS = 3
@@ -94,28 +92,7 @@ def test_killed_again_and_again_the_worker_ends_with_the_venues_books_and_each_k
         thread.join(180)
     assert killer_done.is_set() and len(kill_log) == KILLS, kill_log
 
-    trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]
-    assert len({t.key for t in trades}) == 4 and len(trades) > 500
-    trades, watermarks = close_every_window(settings, codec, names["trades"], trades)
-    expected = reference_klines(trades, watermarks)
-
     # The books: each equals the venue's once the worker has read the last record of its topic.
     assert_books_equal_truth(worker, settings, codec, "binance-spot", truth)
-
     # The klines: every window exactly once, none missing, each equal to the trades'.
-    def derived() -> list[Kline]:
-        return [k for k in read(settings, codec, names["derived"]) if isinstance(k, Kline)]
-
-    deadline = time.monotonic() + 120
-    while len({(k.key, k.interval, k.open_time) for k in derived()}) < len(expected) and time.monotonic() < deadline:
-        time.sleep(1)
-    published = derived()
-    windows = [(k.key, k.interval, k.open_time) for k in published]
-    duplicates = {w for w in windows if windows.count(w) > 1}
-    assert not duplicates, f"{len(duplicates)} windows published more than once, e.g. {sorted(duplicates)[:3]}"
-    missing, unexpected = set(expected) - set(windows), set(windows) - set(expected)
-    assert not missing and not unexpected, (sorted(missing)[:3], sorted(unexpected)[:3])
-    for kline in published:
-        assert kline.closed and kline.revision == 0
-        assert as_tuple(kline) == expected[(kline.key, kline.interval, kline.open_time)], kline
-    assert sum(1 for w in windows if w[1] == "1m") >= 4
+    assert_each_kline_once(settings, codec, names, symbols=4)

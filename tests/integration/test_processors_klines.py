@@ -9,6 +9,7 @@ The worker has its own app id, web port, data directory and topics (``processors
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -91,6 +92,33 @@ def reference_klines(trades: list[Trade], watermarks: dict[str, int]) -> dict[tu
 
 def as_tuple(k: Kline) -> tuple:
     return (k.open, k.high, k.low, k.close, k.volume, k.quote_volume, k.vwap, k.trade_count)
+
+
+def assert_each_kline_once(settings: Settings, codec: AvroCodec, names: dict[str, str], symbols: int) -> None:
+    """After a run with failures (crashes, a rebalance): the derived topic holds every window of
+    the trades on ``names["trades"]`` exactly once, none missing, each equal to the klines
+    computed here from those trades (the last windows closed by ``close_every_window``)."""
+    trades = [t for t in read(settings, codec, names["trades"]) if isinstance(t, Trade)]
+    assert len({t.key for t in trades}) == symbols and len(trades) > 500
+    trades, watermarks = close_every_window(settings, codec, names["trades"], trades)
+    expected = reference_klines(trades, watermarks)
+
+    def derived() -> list[Kline]:
+        return [k for k in read(settings, codec, names["derived"]) if isinstance(k, Kline)]
+
+    deadline = time.monotonic() + 120
+    while len({(k.key, k.interval, k.open_time) for k in derived()}) < len(expected) and time.monotonic() < deadline:
+        time.sleep(1)
+    published = derived()
+    windows = [(k.key, k.interval, k.open_time) for k in published]
+    duplicates = {w for w in windows if windows.count(w) > 1}
+    assert not duplicates, f"{len(duplicates)} windows published more than once, e.g. {sorted(duplicates)[:3]}"
+    missing, unexpected = set(expected) - set(windows), set(windows) - set(expected)
+    assert not missing and not unexpected, (sorted(missing)[:3], sorted(unexpected)[:3])
+    for kline in published:
+        assert kline.closed and kline.revision == 0
+        assert as_tuple(kline) == expected[(kline.key, kline.interval, kline.open_time)], kline
+    assert sum(1 for w in windows if w[1] == "1m") >= 4
 
 
 def counters(worker: Worker) -> dict[str, dict[str, int]]:

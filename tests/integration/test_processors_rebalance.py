@@ -1,8 +1,9 @@
-"""Two workers of one app share the books by partition: one works alone, a second joins while
-the market runs (the partitions are split between them), then the first is killed (kill -9:
-the second takes all of them over). In the end every book, served by the worker that holds it,
-equals the venue's, and while both ran each book was held by exactly one of them, and a request
-to one for a book the other held was redirected there.
+"""Two workers of one app share the books and the klines by partition: one works alone, a second
+joins while the market runs (the partitions are split between them), then the first is killed
+(kill -9: the second takes all of them over). In the end every book, served by the worker that
+holds it, equals the venue's, every kline window is published exactly once and equals the
+klines of the trades, and while both ran each book was held by exactly one of them, and a
+request to one for a book the other held was redirected there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from simulator.binance import BinanceSynthetic
@@ -26,6 +28,7 @@ from tests.integration.processors_worker import (
     make_worker,
     run_feed,
 )
+from tests.integration.test_processors_klines import GRACE, INTERVALS, assert_each_kline_once
 from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
@@ -40,7 +43,9 @@ SYMBOLS = 6
 def workers(settings: Settings, new_topic: Callable[..., str], tmp_path: Path) -> Iterator[tuple[Worker, Worker]]:
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
-    first = make_worker(settings, new_topic, tmp_path / "first", "rebal", ALL_TOPICS, free_port())
+    first = make_worker(settings, new_topic, tmp_path / "first", "rebal", ALL_TOPICS, free_port(),
+                        kline_intervals=msgspec.json.encode(list(INTERVALS)).decode(), kline_grace=str(GRACE),
+                        kline_idle_close="5")  # fmt: skip
     first.start()  # before the second's port is chosen: free_port gives the first free one
     # The same app (group, changelogs, topics), its own web port, data directory and log.
     port = free_port()
@@ -89,8 +94,9 @@ def test_a_worker_joining_and_one_killed_rebalance_the_books_without_wrong_outpu
         sim = BinanceSynthetic(symbols=SYMBOLS, usdm=False, seed=59, rate=200, duration=MARKET_SECONDS, speed=SPEED)
         async with sim:
             with EventProducer(settings.kafka, codec) as producer:
-                sink = RoutedSink(producer, {topics.BOOK: names["book"]})
-                return await run_feed("binance-spot", sim, sink, MARKET_SECONDS / SPEED + 3, channels=("depth@100ms",))
+                sink = RoutedSink(producer, {topics.BOOK: names["book"], topics.TRADES: names["trades"]})
+                return await run_feed("binance-spot", sim, sink, MARKET_SECONDS / SPEED + 3,
+                                      channels=("depth@100ms", "aggTrade"))  # fmt: skip
 
     thread = threading.Thread(target=membership, name="membership")
     thread.start()
@@ -106,3 +112,6 @@ def test_a_worker_joining_and_one_killed_rebalance_the_books_without_wrong_outpu
     # The survivor holds every book, and each equals the venue's once it has read the topic.
     assert_books_equal_truth(second, settings, codec, "binance-spot", truth)
     assert holdings(second) == set(truth)
+    # Every kline window once, none missing, each equal to the trades' (the first worker's
+    # klines, the survivor's, and those of the partitions that moved).
+    assert_each_kline_once(settings, codec, names, symbols=SYMBOLS)
