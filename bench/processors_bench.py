@@ -498,14 +498,16 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         print_folded(args.folded)
         return {"profile": str(args.folded)}
     run = uuid.uuid4().hex[:8]
-    topic = f"bench.proc.book.{run}"
+    topic = f"bench.proc.{args.kind}.{run}"
     create_topics([topic])
-    fill_topic(topic, book_records(args.instruments, args.records, args.snapshot_levels))
+    trades = args.kind == "trades"
+    fill_topic(topic, trade_records(args.instruments, args.records) if trades
+               else book_records(args.instruments, args.records, args.snapshot_levels))  # fmt: skip
     outputs = output_topics(run)
     suffix = ".txt" if args.py_spy else ".prof"
     out = Path(tempfile.gettempdir()) / f"processors-profile-{run}{suffix}"
     try:
-        result = run_agent(topic, args.records, args.store, outputs, profile=out)
+        result = run_agent(topic, args.records, args.store, outputs, profile=out, kind=args.kind)
     finally:
         delete_topics([topic, *run_topics(run)])
     if args.py_spy:

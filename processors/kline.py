@@ -168,6 +168,8 @@ class TradeIds(msgspec.Struct, array_like=True):
         n = _numeric(trade_id)
         if n is None:
             return trade_id in self.recent
+        if not self.ranges or n > self.ranges[-1][1]:  # past every id counted: the common case
+            return False
         i = bisect_right(self.ranges, n, key=lambda r: r[0])
         return i > 0 and self.ranges[i - 1][1] >= n
 
@@ -180,6 +182,9 @@ class TradeIds(msgspec.Struct, array_like=True):
                 del self.recent[0]
             return
         r = self.ranges
+        if r and n == r[-1][1] + 1:  # the next id: the common case
+            r[-1][1] = n
+            return
         i = bisect_right(r, n, key=lambda x: x[0])
         joins_left = i > 0 and r[i - 1][1] == n - 1
         joins_right = i < len(r) and r[i][0] == n + 1
@@ -330,7 +335,10 @@ class InstrumentWindows:
 
     def _add_open(self, label: str, us: int, open_time: int, t: Tick, out: Outcome) -> None:
         windows = self.head.open.setdefault(label, [])
-        window = next((w for w in reversed(windows) if w.open_time == open_time), None)
+        if windows and windows[-1].open_time == open_time:  # the latest window: nearly every trade
+            window: Window | None = windows[-1]
+        else:
+            window = next((w for w in reversed(windows) if w.open_time == open_time), None)
         if window is None:
             window = Window.of(open_time, t)
             windows.append(window)
