@@ -33,13 +33,12 @@ import faust
 
 from processors.book import Book, Top, implausible
 from processors.changelog import TableWriter
-from processors.codec import AvroSerializer, Undecodable
-from processors.consumer import RecordBatch
+from processors.codec import AvroSerializer, Undecodable, decode_value
+from processors.consumer import RecordBatch, acknowledge
 from processors.outputs import book_depth, book_top, dead_letter
 from processors.settings import ProcessorSettings
 from processors.state import BookState
 from tickflow.codec import AvroCodec
-from tickflow.errors import CodecError
 from tickflow.events import BookReset, BookUpdate, Event
 
 log = logging.getLogger(__name__)
@@ -142,13 +141,9 @@ class BookAgent:
         if not admitted:
             return
         batch.touched.add(tp)
-        decode, dead = self.codec.decode, batch.dead
+        codec, dead = self.codec, batch.dead
         for record in admitted:
-            try:
-                value: object = decode(record.value)
-            except CodecError as exc:
-                value = Undecodable(bytes(record.value or b""), type(exc).__name__, str(exc))
-            problem = self.on_record(tp, record.offset, value)
+            problem = self.on_record(tp, record.offset, decode_value(codec, record.value))
             if problem is not None:
                 dead.append((record, *problem))
 
@@ -172,10 +167,8 @@ class BookAgent:
 
     async def _finish(self, rest: Any, pending: list[Any]) -> None:
         await rest
-        ack_records = self.app.consumer.ack_records
         for event in pending:
-            await self._stream.ack(event)  # its message (the batch's last record), then the others
-            ack_records(event.value.tp, event.value.offsets)
+            await acknowledge(self._stream, event)
 
     async def _written(self) -> None:
         """Wait for the flush in flight, if any, to be done."""

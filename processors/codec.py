@@ -48,7 +48,12 @@ class AvroSerializer(Codec):
         return self.codec.encode(event, self.topic)
 
     def _loads(self, payload: bytes) -> Event | Undecodable:
-        try:
-            return self.codec.decode(payload)
-        except CodecError as exc:
-            return Undecodable(bytes(payload), type(exc).__name__, str(exc))
+        return decode_value(self.codec, payload)
+
+
+def decode_value(codec: AvroCodec, payload: bytes | None) -> Event | Undecodable:
+    """The event in ``payload``, or ``Undecodable`` with the reason (the record's own fault)."""
+    try:
+        return codec.decode(payload or b"")
+    except CodecError as exc:
+        return Undecodable(bytes(payload or b""), type(exc).__name__, str(exc))

@@ -1,12 +1,13 @@
 """The worker's path from Faust's aiokafka consumer to the agents' streams: batch delivery for
 the topics that ask for it, a leaner per-record path for the rest.
 
-**Batch delivery** (``app.batch_topics``: the book topic). A partition's records of one fetch go
+**Batch delivery** (``app.batch_topics``: the book, trade and venue-kline topics). A partition's records of one fetch go
 to its agent as one event whose value is a ``RecordBatch`` (aiokafka's records, undecoded), not
 one event a record. Faust's stream costs the same per event whatever it carries (sensors, the
 current-event context, the generation check, acknowledgements, a queue hop); per record it was
 as much CPU as the order-book logic itself (``bench/processors_bench.py``: the book agent went
-from ~410 to ~205 CPU-µs a record, 2,160 to ~4,000 records/s). Everything Faust does per record
+from ~410 to ~205 CPU-µs a record, 2,160 to ~4,000 records/s). What is left on the per-record
+path: the changelog topics (table recovery and standbys). Everything Faust does per record
 before delivery is still done per record (read offset, gaps, commits); what Faust does with the
 event (tracking it, skipping it when its generation is stale, ``wait_empty`` waiting for it) is
 done with the batch's last record as its message, and the agent acknowledges the other records
@@ -117,6 +118,14 @@ class RecordBatch:
     @property
     def offsets(self) -> list[int]:
         return [record.offset for record in self.records]
+
+
+async def acknowledge(stream: Any, event: Any) -> None:
+    """Acknowledge a ``RecordBatch`` event of a manual (``noack``) stream: its message (the batch's
+    last record, the one Faust tracks) through the stream, then the other records by offset."""
+    await stream.ack(event)
+    batch: RecordBatch = event.value
+    stream.app.consumer.ack_records(batch.tp, batch.offsets)
 
 
 @dataclass(slots=True)
@@ -479,17 +488,14 @@ def _batch_handler(conductor: Conductor, tp: TP, channels: MutableSet[Any]) -> C
 def _lean_handler(conductor: Conductor, tp: TP, channels: MutableSet[Any]) -> ConsumerCallback:
     """Faust's ``ConductorCompiler.build``, the waits awaited only when needed (module docstring)."""
     app = conductor.app
-    flow_control = app.flow_control
-    flow_active = flow_control.is_active
+    flow_active = app.flow_control.is_active
     producer_buffer = app.producer.buffer
 
     put = _putter(app, tp)
 
     async def on_message(message: Message) -> None:
-        if not flow_active():
-            await flow_control.acquire()
-        if producer_buffer.size > producer_buffer.max_messages:
-            await producer_buffer.wait_until_ebb()
+        if not flow_active() or producer_buffer.size > producer_buffer.max_messages:
+            await _ready(app)  # checked first: awaiting it for every record would cost a coroutine
         n = len(channels)
         if not n:
             return

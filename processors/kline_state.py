@@ -123,9 +123,9 @@ class KlineState:
 
 
 def source_positions(instruments: Iterable[InstrumentWindows], sources: dict[str, str]) -> dict[TP, int]:
-    """Per source partition, the highest offset an instrument's head records as applied: the
-    heads are written in the order of the records, to the records' partition, so every record
-    up to it is in the tables (``sources``: source name -> topic)."""
+    """Per source partition, the highest offset an instrument's head records as applied. Only for
+    tables written before the explicit positions (each head was then written with its record, in
+    order, so every record up to it was in the tables); ``sources``: source name -> topic."""
     positions: dict[TP, int] = {}
     for windows in instruments:
         head = windows.head

@@ -41,8 +41,8 @@ from typing import Any
 import faust
 
 from processors.changelog import TableWriter
-from processors.codec import AvroSerializer, Undecodable
-from processors.consumer import RecordBatch
+from processors.codec import AvroSerializer, Undecodable, decode_value
+from processors.consumer import RecordBatch, acknowledge
 from processors.crosscheck import CrossCheck
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome
 from processors.kline_records import CONSUMER, derived_kline, implausible_kline, implausible_trade, tick
@@ -52,7 +52,6 @@ from processors.settings import ProcessorSettings
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
 from tickflow.consumer import EventConsumer, StartAt
-from tickflow.errors import CodecError
 from tickflow.events import Event, Kline, MarketEvent, Trade
 
 log = logging.getLogger(__name__)
@@ -104,14 +103,11 @@ class KlineAgent:
     async def process(self, stream: Any) -> None:
         manual = stream.noack()  # acknowledged once the batch's tables are written
         idle = self._idle
-        ack_records = self.app.consumer.ack_records
         async for event in manual.events():
             idle.clear()
             try:
-                batch: RecordBatch = event.value
-                await self.apply(batch)
-                await manual.ack(event)  # its message (the batch's last record), then the others
-                ack_records(batch.tp, batch.offsets)
+                await self.apply(event.value)
+                await acknowledge(manual, event)
             finally:
                 idle.set()
 
@@ -128,13 +124,8 @@ class KlineAgent:
         admitted = await self.state.positions.admit_batch(tp, batch.records)
         if not admitted:
             return
-        decode = self.codec.decode
         for record in admitted:
-            try:
-                value: object = decode(record.value)
-            except CodecError as exc:
-                value = Undecodable(bytes(record.value or b""), type(exc).__name__, str(exc))
-            await self.on_record(record, value)
+            await self.on_record(record, decode_value(self.codec, record.value))
         sent, self._sent = self._sent, []
         if sent:  # delivered before the state that says so is written (see the module's docstring)
             await asyncio.gather(*sent)

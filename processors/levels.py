@@ -61,3 +61,14 @@ class Side(BookSide):
             return sorted(items, reverse=self.sign < 0)
         pick = heapq.nlargest if self.sign < 0 else heapq.nsmallest
         return pick(n, items)
+
+
+def plain(value: Decimal) -> str:
+    """``value`` in plain notation without trailing zeros (``65000.01``, ``0.00000012``, ``100``):
+    one text for one number whatever its scale, as a table key must be."""
+    text = str(value)
+    if "E" in text:  # scientific notation (very small or large exponents): the slow, general way
+        return f"{value.normalize():f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text if text != "-0" else "0"

@@ -81,7 +81,7 @@ class ProcessorSettings(BaseSettings):
     batch_max: int = Field(500, ge=1)
     #: ...and, when no more are waiting, writes once its previous batch is written (group commit:
     #: it gathers records meanwhile) and it is at least this many seconds old (a linger, from its
-    #: first record). None by default: records come a partition's fetch at a time, and group
+    #: first record). Off (0) by default: records come a partition's fetch at a time, and group
     #: commit alone sizes the batches to the rate (``bench/processors_bench.py latency``: with a
     #: 5 ms linger the worker fell behind at 2,000 and 5,000 records/s, without it kept up, and
     #: p99 at 1,000/s went from 101 to 75 ms).

@@ -40,6 +40,7 @@ from faust.types import TP
 
 from processors.book import Applied, Book, BookHead
 from processors.changelog import LatestPerBatch, TableWriter
+from processors.levels import plain
 from processors.resume import SourcePositions, position_key, position_of
 
 log = logging.getLogger(__name__)
@@ -153,17 +154,6 @@ class BookState:
         self.recovered = True
         log.info("book state loaded from the tables: %d books, %d levels, applied up to %s", len(books), levels,
                  {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(positions.items())})  # fmt: skip
-
-
-def plain(value: Decimal) -> str:
-    """``value`` in plain notation without trailing zeros (``65000.01``, ``0.00000012``, ``100``):
-    one text for one number whatever its scale, as a table key must be."""
-    text = str(value)
-    if "E" in text:  # scientific notation (very small or large exponents): the slow, general way
-        return f"{value.normalize():f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text if text != "-0" else "0"
 
 
 def _text(value: bytes | str) -> str:

@@ -16,7 +16,6 @@ symbol (the key); a venue symbol that is not here gets a 404.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -24,13 +23,10 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from processors.book import Book
+from processors.levels import plain
 
 if TYPE_CHECKING:
     from processors.books import BookAgent
-
-
-def _decimal(value: Decimal) -> str:
-    return f"{value.normalize():f}"
 
 
 def _summary(book: Book) -> dict[str, Any]:
@@ -56,8 +52,8 @@ def book_json(book: Book, depth: int | None) -> dict[str, Any]:
     bids, asks = book.depth(depth)
     return {
         **_summary(book),
-        "bids": [[_decimal(p), _decimal(s)] for p, s in bids],
-        "asks": [[_decimal(p), _decimal(s)] for p, s in asks],
+        "bids": [[plain(p), plain(s)] for p, s in bids],
+        "asks": [[plain(p), plain(s)] for p, s in asks],
     }
 
 

@@ -261,3 +261,14 @@ def test_every_venue_the_producers_publish_has_a_checked_rule() -> None:
     from producers.venues import VENUES
 
     assert all(rule_for(venue).checked for venue in VENUES)
+
+
+def test_plain_gives_one_text_per_number_whatever_its_scale() -> None:
+    from processors.levels import plain
+
+    cases = [("65000.01000000", "65000.01"), ("100.00000000", "100"), ("100", "100"), ("1E+2", "100"),
+             ("0E-8", "0"), ("0.00000012", "0.00000012"), ("1.2E-7", "0.00000012"), ("0.00123000", "0.00123"),
+             ("123456789012345678901234", "123456789012345678901234")]  # fmt: skip
+    for text, want in cases:
+        assert plain(Decimal(text)) == want, text
+        assert Decimal(plain(Decimal(text))) == Decimal(text)
