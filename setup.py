@@ -1,4 +1,4 @@
-"""Builds the optional compiled Avro writer; everything else is declared in pyproject.toml.
+"""Builds the optional compiled Avro writer and reader; everything else is declared in pyproject.toml.
 
 The extension is optional: without a C compiler the install still succeeds and the codec
 writes with fastavro (same bytes, slower).
@@ -10,7 +10,10 @@ try:
     from Cython.Build import cythonize
 
     extensions = cythonize(
-        [Extension("tickflow._hotpath", ["tickflow/_hotpath.pyx"], optional=True)],
+        [
+            Extension("tickflow._hotpath", ["tickflow/_hotpath.pyx"], optional=True),
+            Extension("tickflow._avro_reader", ["tickflow/_avro_reader.pyx"], optional=True),
+        ],
         compiler_directives={"language_level": "3"},
         quiet=True,
     )

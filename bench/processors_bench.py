@@ -240,8 +240,11 @@ def committed(group: str, topic: str) -> int:
 # --- the bare loop -------------------------------------------------------------------------------
 
 
-def bare_loop(topic: str, count: int) -> dict[str, float]:
-    """Consume ``topic`` from the start and decode every record; times from the first record."""
+def bare_loop(topic: str, count: int, decoder: str = "typed") -> dict[str, float]:
+    """Consume ``topic`` from the start and decode every record; times from the first record.
+    ``decoder``: ``typed`` (``AvroCodec.decode``, typed events with ``Decimal``s: what any
+    consumer of the topic gets) or ``scaled`` (the agents' own reader, ``ScaledReader``: the
+    compiled reader, decimals as integers at scale 18)."""
     from confluent_kafka import Consumer
 
     from tickflow.codec import AvroCodec
@@ -256,6 +259,18 @@ def bare_loop(topic: str, count: int) -> dict[str, float]:
     seen = 0
     t0 = cpu0 = 0.0
     decode = codec.decode
+    if decoder == "scaled":
+        from processors.book_records import book_reader
+        from processors.kline_records import trade_reader
+
+        readers = [book_reader(codec), trade_reader(codec)]
+        with_fields = {"tickflow.BookUpdate": readers[0], "tickflow.Trade": readers[1]}
+        sample = consumer.consume(1, 30.0)  # the topic's event type picks the reader
+        name = codec.decode_data(sample[0].value())[0].avro_name if sample else ""
+        decode = with_fields.get(name, codec.decode)
+        consumer.close()
+        consumer = Consumer(conf | {"group.id": f"bench-bare-{uuid.uuid4().hex[:8]}"})
+        consumer.subscribe([topic])
     while seen < count:
         messages = consumer.consume(1000, 1.0)
         if messages and not seen:
@@ -269,8 +284,8 @@ def bare_loop(topic: str, count: int) -> dict[str, float]:
     return {"records": seen, "wall": wall, "cpu": cpu}
 
 
-def run_bare(topic: str, count: int) -> dict[str, float]:
-    argv = [sys.executable, __file__, "bare", "--topic", topic, "--records", str(count)]
+def run_bare(topic: str, count: int, decoder: str = "typed") -> dict[str, float]:
+    argv = [sys.executable, __file__, "bare", "--topic", topic, "--records", str(count), "--decoder", decoder]
     out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=1200)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -433,6 +448,7 @@ def _changelogs(app_id: str, kind: str = "book") -> list[str]:
 #: against a bare loop on the trade topic) adds its own entries and fill function.
 VARIANTS: dict[str, Callable[[str, int, dict[str, str], str], dict[str, float]]] = {
     "bare": lambda topic, count, _, kind: run_bare(topic, count),
+    "bare-scaled": lambda topic, count, _, kind: run_bare(topic, count, "scaled"),
     "agent-rocksdb": lambda topic, count, outputs, kind: run_agent(topic, count, "rocksdb://", outputs, kind=kind),
     "agent-memory": lambda topic, count, outputs, kind: run_agent(topic, count, "memory://", outputs, kind=kind),
 }
@@ -458,6 +474,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
     variants = args.variants.split(",")
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     ratios: dict[str, list[float]] = {v: [] for v in variants if v != "bare"}
+    scaled_ratios: dict[str, list[float]] = {v: [] for v in variants if v.startswith("agent")}
     try:
         for n in range(args.rounds):
             order = variants if n % 2 == 0 else variants[::-1]
@@ -472,21 +489,29 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                 bare_rate = got["bare"]["records"] / got["bare"]["wall"]
                 for variant in ratios:
                     ratios[variant].append(got[variant]["records"] / got[variant]["wall"] / bare_rate)
+            if "bare-scaled" in got:
+                scaled_rate = got["bare-scaled"]["records"] / got["bare-scaled"]["wall"]
+                for variant in scaled_ratios:
+                    scaled_ratios[variant].append(got[variant]["records"] / got[variant]["wall"] / scaled_rate)
     finally:
         delete_topics(run_topics(run))
         if not args.topic and not args.keep:
             delete_topics([topic])
     summary: dict[str, Any] = {"records": count, "rounds": args.rounds}
     print(f"\n{count} {'trades' if args.kind == 'trades' else 'book records'}, {args.rounds} rounds, medians")
-    print("| variant | records/s (wall) | CPU-µs/record | records per CPU-s | changelog records/record | ÷ bare |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| variant | records/s (wall) | CPU-µs/record | records per CPU-s | changelog records/record | ÷ bare "
+          "| ÷ bare-scaled |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for variant, rs in results.items():
         rate = median([r["records"] / r["wall"] for r in rs])
         cpu_us = median([r["cpu"] / r["records"] * 1e6 for r in rs])
         changelog = median([r.get("changelog", 0) / count for r in rs])
         ratio = median(ratios[variant]) if ratios.get(variant) else 1.0
-        summary[variant] = {"rate": rate, "cpu_us": cpu_us, "changelog_per_record": changelog, "ratio": ratio}
-        print(f"| {variant} | {rate:,.0f} | {cpu_us:.1f} | {1e6 / cpu_us:,.0f} | {changelog:.2f} | {ratio:.2f} |")
+        scaled = median(scaled_ratios[variant]) if scaled_ratios.get(variant) else None
+        summary[variant] = {"rate": rate, "cpu_us": cpu_us, "changelog_per_record": changelog, "ratio": ratio,
+                            "ratio_scaled": scaled}  # fmt: skip
+        print(f"| {variant} | {rate:,.0f} | {cpu_us:.1f} | {1e6 / cpu_us:,.0f} | {changelog:.2f} | {ratio:.2f} | "
+              f"{'-' if scaled is None else f'{scaled:.2f}'} |")  # fmt: skip
     return summary
 
 
@@ -917,6 +942,7 @@ def main() -> int:
         p.add_argument("--kind", choices=("book", "trades"), default="book",
                        help="book records for the book agent, or trades for the kline agent")  # fmt: skip
         p.add_argument("--store", default="rocksdb://")
+        p.add_argument("--decoder", choices=("typed", "scaled"), default="typed", help="bare: how it decodes")
         p.add_argument("--keep", action="store_true", help="keep the filled topic (printed) for later runs")
         p.add_argument("--py-spy", action="store_true", help="profile: sample with py-spy instead of cProfile")
         p.add_argument("--folded", type=Path, help="profile: only print the breakdown of this py-spy raw file")
@@ -940,7 +966,7 @@ def main() -> int:
         p.add_argument(name, required=True)
     args = parser.parse_args(sys.argv[1:] or ["throughput"])
     if args.command == "bare":
-        result = bare_loop(args.topic, args.records)
+        result = bare_loop(args.topic, args.records, args.decoder)
     else:
         commands = {"throughput": throughput, "profile": profile, "latency": latency, "simulate": serve_simulator,
                     "feed": run_feed_process}  # fmt: skip

@@ -22,8 +22,10 @@ from decimal import Decimal
 
 import msgspec
 
+from processors.book_records import BookRecord
 from processors.continuity import Continuity, rule_for
-from processors.levels import Change, Side
+from processors.levels import Change, Level, Side
+from processors.scaled import plain, to_decimal
 from tickflow.events import BookHealth, BookReset, BookResetReason, BookUpdate, BookUpdateKind, MarketType
 
 
@@ -69,7 +71,9 @@ class Applied:
     skipped: str | None = None
 
 
-Top = tuple[BookHealth, tuple[Decimal, Decimal] | None, tuple[Decimal, Decimal] | None]
+#: Health, best bid and best ask as (price, size) at scale 18 (``None``: the side is empty or the
+#: book not LIVE).
+Top = tuple[BookHealth, Level | None, Level | None]
 
 
 class Book:
@@ -86,9 +90,9 @@ class Book:
         self.replaying = False
 
     @classmethod
-    def of(cls, record: BookUpdate | BookReset) -> Book:
+    def of(cls, record: BookRecord | BookUpdate | BookReset) -> Book:
         """A new, empty book for the instrument of ``record``."""
-        return cls(BookHead(venue=record.venue, market=record.market, symbol=record.symbol,
+        return cls(BookHead(venue=record.venue, market=MarketType(record.market), symbol=record.symbol,
                             venue_symbol=record.venue_symbol))  # fmt: skip
 
     @property
@@ -97,7 +101,10 @@ class Book:
 
     # --- records -----------------------------------------------------------------------------
 
-    def apply(self, record: BookUpdate | BookReset) -> Applied:
+    def apply(self, record: BookRecord | BookUpdate | BookReset) -> Applied:
+        """Apply one record of the book topic (a typed ``BookUpdate`` is read as its ``BookRecord``)."""
+        if isinstance(record, BookUpdate):
+            record = BookRecord.of(record)
         if isinstance(record, BookReset):
             detail = f"gap marker {record.reason.value}"
             if record.expected_update_id is not None or record.received_update_id is not None:
@@ -106,11 +113,11 @@ class Book:
                 detail += f": {record.detail}"
             self._times(record.exchange_ts, record.receive_ts)
             return self._invalidate(detail)
-        if record.kind is BookUpdateKind.SNAPSHOT:
+        if record.kind == BookUpdateKind.SNAPSHOT:
             return self._snapshot(record)
         return self._delta(record)
 
-    def _snapshot(self, record: BookUpdate) -> Applied:
+    def _snapshot(self, record: BookRecord) -> Applied:
         head = self.head
         out = Applied(self.bids.replace(record.bids), self.asks.replace(record.asks), head_changed=True)
         head.snapshot_id = head.last_id = record.last_update_id
@@ -120,7 +127,7 @@ class Book:
         self.counters.applied += 1
         return self._checked(record, out)
 
-    def _delta(self, record: BookUpdate) -> Applied:
+    def _delta(self, record: BookRecord) -> Applied:
         head = self.head
         if head.health is not BookHealth.LIVE:
             self.counters.ignored += 1
@@ -141,13 +148,15 @@ class Book:
         self.counters.applied += 1
         return self._checked(record, out)
 
-    def _checked(self, record: BookUpdate, out: Applied) -> Applied:
+    def _checked(self, record: BookRecord, out: Applied) -> Applied:
         """The checks after applying ``record``: crossed book, the venue's checksum."""
         if self.replaying:
             return out
         bid, ask = self.bids.best(), self.asks.best()
         if bid is not None and ask is not None and bid[0] >= ask[0]:
-            self._invalidate(f"{BookResetReason.CROSSED_BOOK.value}: best bid {bid[0]} >= best ask {ask[0]}")
+            self._invalidate(
+                f"{BookResetReason.CROSSED_BOOK.value}: best bid {plain(bid[0])} >= best ask {plain(ask[0])}"
+            )
         elif record.checksum is not None:
             ours = self.rule.checksum(self.bids.levels, self.asks.levels)
             if ours is not None and ours != record.checksum:
@@ -168,25 +177,31 @@ class Book:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def top(self) -> Top:
-        """Health, best bid and best ask (``None`` when the side is empty or the book not LIVE)."""
+    def top_scaled(self) -> Top:
+        """Health, best bid and best ask at scale 18 (``None`` when the side is empty or the book
+        not LIVE): what the agent compares to decide whether best bid/offer changed."""
         if not self.live:
             return self.head.health, None, None
         return self.head.health, self.bids.best(), self.asks.best()
 
+    def top(self) -> tuple[BookHealth, tuple[Decimal, Decimal] | None, tuple[Decimal, Decimal] | None]:
+        """Health, best bid and best ask as ``Decimal`` (``None`` when the side is empty or the
+        book not LIVE)."""
+        health, bid, ask = self.top_scaled()
+        return health, _decimals(bid), _decimals(ask)
+
     def depth(self, n: int | None = None) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        """The best ``n`` levels a side (all if ``None``), best first; nothing unless LIVE."""
+        """The best ``n`` levels a side (all if ``None``), best first, as ``Decimal``; nothing
+        unless LIVE."""
+        bids, asks = self.depth_scaled(n)
+        return [_decimals(level) for level in bids], [_decimals(level) for level in asks]  # type: ignore[misc]
+
+    def depth_scaled(self, n: int | None = None) -> tuple[list[Level], list[Level]]:
+        """``depth`` at scale 18."""
         if not self.live:
             return [], []
         return self.bids.top(n), self.asks.top(n)
 
 
-def implausible(record: BookUpdate) -> str | None:
-    """Why a book record cannot be right (a price not above zero, a negative size), else ``None``.
-    Such a record goes to the dead-letter topic; the book then misses it, so the next delta
-    breaks continuity and the book waits for a snapshot, as after any lost record."""
-    for side in (record.bids, record.asks):
-        for level in side:
-            if level.price <= 0 or level.size < 0:
-                return f"impossible level price={level.price} size={level.size}"
-    return None
+def _decimals(level: Level | None) -> tuple[Decimal, Decimal] | None:
+    return None if level is None else (to_decimal(level[0]), to_decimal(level[1]))

@@ -31,15 +31,16 @@ from typing import Any
 
 import faust
 
-from processors.book import Book, Top, implausible
+from processors.book import Book, Top
+from processors.book_records import BookRecord, book_reader, implausible
 from processors.changelog import TableWriter
-from processors.codec import AvroSerializer, Undecodable, decode_value
+from processors.codec import AvroSerializer, Undecodable
 from processors.consumer import RecordBatch, acknowledge
 from processors.outputs import book_depth, book_top, dead_letter
 from processors.settings import ProcessorSettings
 from processors.state import BookState
 from tickflow.codec import AvroCodec
-from tickflow.events import BookReset, BookUpdate, Event
+from tickflow.events import BookReset, Event
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class BookAgent:
         self.writer = TableWriter(app)
         self.state = BookState(app, settings.store, settings.changelog_partitions(), self.writer)
         self.codec = codec
+        self.read = book_reader(codec)
         # Delivered a partition's fetched records at a time, undecoded (``consumer.RecordBatch``).
         self.source = app.topic(settings.book_topic, key_serializer="raw", value_serializer="raw")
         app.batch_topics.add(settings.book_topic)  # type: ignore[attr-defined]
@@ -141,9 +143,9 @@ class BookAgent:
         if not admitted:
             return
         batch.touched.add(tp)
-        codec, dead = self.codec, batch.dead
+        read, dead = self.read, batch.dead
         for record in admitted:
-            problem = self.on_record(tp, record.offset, decode_value(codec, record.value))
+            problem = self.on_record(tp, record.offset, read(record.value))
             if problem is not None:
                 dead.append((record, *problem))
 
@@ -191,10 +193,10 @@ class BookAgent:
         self.counters["records"] += 1
         if isinstance(value, Undecodable):
             return value.error_type, value.reason
-        if not isinstance(value, (BookUpdate, BookReset)):
+        if not isinstance(value, (BookRecord, BookReset)):
             kind = type(value).__name__ if isinstance(value, Event) else repr(type(value))
             return "UnexpectedRecord", f"{kind} on the book topic"
-        if isinstance(value, BookUpdate) and (problem := implausible(value)) is not None:
+        if isinstance(value, BookRecord) and (problem := implausible(value)) is not None:
             return "ImplausibleRecord", problem
         instrument = value.key
         book = self.state.get(instrument)
@@ -209,7 +211,7 @@ class BookAgent:
             log.debug("%s: %s", instrument, applied.skipped)
         if applied.head_changed:
             self._changed.add(instrument)
-            top = book.top()
+            top = book.top_scaled()
             if top != self._tops.get(instrument):
                 self._tops[instrument] = top
                 self.writer.send(self.settings.bbo_topic, instrument.encode(),

@@ -63,6 +63,7 @@ class TableWriter:
         self._stores: dict[Any, _StoreWrite] = {}
         self._partitioner = DefaultPartitioner()
         self._order: list[Any] = []
+        self._encoders: dict[int, Callable[[Any], bytes]] = {}  # by id(table)
         self.counters = {"changelog_records": 0, "output_records": 0, "batches": 0}
 
     def order(self, *tables: Any) -> None:
@@ -72,6 +73,13 @@ class TableWriter:
         the book is applied, is never in Kafka without the levels of those records (a crash
         between the two would otherwise leave a head whose records are skipped as applied)."""
         self._order = list(tables)
+
+    def encode_values(self, table: Any, encode: Callable[[Any], bytes]) -> None:
+        """Take ``table``'s values as any objects, encoded by ``encode`` when they are written:
+        only the last value of a key in a batch is encoded (a book level changes many times a
+        batch and is written once; its size text is made once too). ``bytes`` values are
+        written as they are."""
+        self._encoders[id(table)] = encode
 
     def set(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """``table[key] = value`` (``None``: ``del table[key]``) for a record of ``partition``."""
@@ -136,8 +144,12 @@ class TableWriter:
         """Write a table's changes to its store and hand them to aiokafka; the delivery futures."""
         write_store = self._stores.get(table) or self._store_writer(table)
         topic = table.changelog_topic.get_topic_name()
+        encode = self._encoders.get(id(table))
         sent: list[Any] = []
         for partition, records in changes.items():
+            if encode is not None:
+                records = {key: value if value is None or type(value) is bytes else encode(value)
+                           for key, value in records.items()}  # fmt: skip
             write_store(partition, records)
             on_sent = _persist_offset(table.data, TP(topic, partition))
             sent += await self._send(producer, topic, partition, list(records.items()), on_sent)

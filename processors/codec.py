@@ -16,7 +16,7 @@ Only the record's own faults are caught (``CodecError``): a registry that cannot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from faust.serializers.codecs import Codec
 
@@ -57,3 +57,49 @@ def decode_value(codec: AvroCodec, payload: bytes | None) -> Event | Undecodable
         return codec.decode(payload or b"")
     except CodecError as exc:
         return Undecodable(bytes(payload or b""), type(exc).__name__, str(exc))
+
+
+class ScaledRecord(Protocol):
+    """An agent's form of one event type: the Avro record's fields in its order (the compiled
+    reader's tuple is its arguments), decimals at scale 18 (``scaled.py``)."""
+
+    __struct_fields__: tuple[str, ...]
+
+    def __init__(self, *fields: Any) -> None: ...
+
+    @classmethod
+    def of(cls, event: Any) -> Any:
+        """The same record from a typed event (decoded by fastavro, or built in a test)."""
+        ...
+
+
+R = TypeVar("R", bound=ScaledRecord)
+
+
+class ScaledReader(Generic[R]):
+    """``reader(payload)``: an ``event_type`` record as ``record_type`` (read straight from the
+    payload by the compiled reader, ``AvroCodec.decode_fields``: no ``Decimal``, no dict), the
+    typed event of any other record of the contract, or ``Undecodable`` with the reason. As
+    ``decode_value``, it never raises for the record's own faults; a registry that cannot be
+    reached still raises. Records the compiled reader does not apply to (a writer's schema
+    other than ours, say) are decoded by fastavro and converted: the same result, slower."""
+
+    def __init__(self, codec: AvroCodec, event_type: type[Event], record_type: type[R]) -> None:
+        self.codec = codec
+        self.event_type = event_type
+        self.record_type = record_type
+        fields = tuple(field["name"] for field in codec.contract[event_type.avro_name].schema["fields"])
+        if fields != record_type.__struct_fields__:
+            raise RuntimeError(f"{record_type.__name__}'s fields {record_type.__struct_fields__} are not those of "
+                               f"{event_type.avro_name} {fields}: the contract changed, change them too")  # fmt: skip
+
+    def __call__(self, payload: bytes | None) -> R | Event | Undecodable:
+        payload = payload or b""
+        try:
+            fast = self.codec.decode_fields(payload)
+            if fast is not None and fast[0] is self.event_type:
+                return self.record_type(*fast[1])
+            event = self.codec.decode(payload)
+            return self.record_type.of(event) if isinstance(event, self.event_type) else event
+        except CodecError as exc:
+            return Undecodable(bytes(payload), type(exc).__name__, str(exc))

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
-from tickflow.events import BookUpdate
+from processors.book_records import BookRecord
 
 
 @dataclass(frozen=True)
@@ -46,23 +45,24 @@ class Continuity:
     #: False where the agent cannot verify continuity for the venue.
     checked = True
 
-    def check(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> Break | None:
+    def check(self, last_id: int, after_snapshot: bool, delta: BookRecord) -> Break | None:
         """``None`` if ``delta`` follows the record whose last id is ``last_id`` (a snapshot if
         ``after_snapshot``), else what broke."""
         raise NotImplementedError
 
-    def duplicate(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> bool:
+    def duplicate(self, last_id: int, after_snapshot: bool, delta: BookRecord) -> bool:
         """``delta`` is covered by what was applied already (a record read again after a restart,
         or sent twice): skipped, not a break. By default: its last id is not past ``last_id``."""
         return delta.last_update_id is not None and delta.last_update_id <= last_id
 
-    def checksum(self, bids: Mapping[Decimal, Decimal], asks: Mapping[Decimal, Decimal]) -> int | None:
-        """The venue's checksum of the book, or ``None`` where the venue has none we can compute."""
+    def checksum(self, bids: Mapping[int, int], asks: Mapping[int, int]) -> int | None:
+        """The venue's checksum of the book (levels price -> size, integers at scale 18:
+        ``processors/scaled.py``), or ``None`` where the venue has none we can compute."""
         return None
 
 
 class BinanceSpot(Continuity):
-    def check(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> Break | None:
+    def check(self, last_id: int, after_snapshot: bool, delta: BookRecord) -> Break | None:
         first, last = delta.first_update_id, delta.last_update_id
         if first is None or last is None:
             return Break(last_id + 1, None, "delta without first/last update id (U/u)")
@@ -76,12 +76,12 @@ class BinanceSpot(Continuity):
 
 
 class BinanceUsdm(Continuity):
-    def duplicate(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> bool:
+    def duplicate(self, last_id: int, after_snapshot: bool, delta: BookRecord) -> bool:
         # The first delta after a snapshot may end exactly at the snapshot's id (U <= id <= u).
         last = delta.last_update_id
         return last is not None and (last < last_id if after_snapshot else last <= last_id)
 
-    def check(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> Break | None:
+    def check(self, last_id: int, after_snapshot: bool, delta: BookRecord) -> Break | None:
         first, last, prev = delta.first_update_id, delta.last_update_id, delta.prev_update_id
         if after_snapshot:
             # Binance's rule is U <= id <= u; a delta whose pu is the snapshot's id follows it
@@ -95,7 +95,7 @@ class BinanceUsdm(Continuity):
 
 
 class Coinbase(Continuity):
-    def check(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> Break | None:
+    def check(self, last_id: int, after_snapshot: bool, delta: BookRecord) -> Break | None:
         if delta.prev_update_id == last_id:
             return None
         return Break(
@@ -106,10 +106,10 @@ class Coinbase(Continuity):
 class Unchecked(Continuity):
     checked = False
 
-    def duplicate(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> bool:
+    def duplicate(self, last_id: int, after_snapshot: bool, delta: BookRecord) -> bool:
         return False
 
-    def check(self, last_id: int, after_snapshot: bool, delta: BookUpdate) -> Break | None:
+    def check(self, last_id: int, after_snapshot: bool, delta: BookRecord) -> Break | None:
         return None
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from processors.kline import InstrumentWindows, units
+from processors.kline import InstrumentWindows
+from processors.scaled import units
 from tickflow.events import Kline
 
 #: Venue klines kept per instrument waiting for ours, and verdicts kept for re-comparison.

@@ -26,14 +26,14 @@ import heapq
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
 
+from processors.scaled import UNIT
 from tickflow.events import MarketType
 
-SCALE = 10**18
+SCALE = UNIT
 _INTERVAL = re.compile(r"^([1-9][0-9]*)([smhd])$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 #: Numeric ids are kept as ranges; past this many ranges (this many gaps in the ids seen) the
@@ -49,19 +49,6 @@ def parse_interval(label: str) -> int:
     if match is None:
         raise ValueError(f"kline interval {label!r}: expected <n>s, <n>m, <n>h or <n>d, e.g. 1s, 5m, 1h")
     return int(match.group(1)) * _UNIT_US[match.group(2)]
-
-
-def units(value: Decimal) -> int:
-    """A decimal as an integer at scale 18, exactly (refused if it has more places)."""
-    scaled = value.scaleb(18)
-    n = int(scaled)
-    if n != scaled:
-        raise ValueError(f"{value} has more than 18 decimal places")
-    return n
-
-
-def to_decimal(n: int) -> Decimal:
-    return Decimal(n).scaleb(-18)
 
 
 def div_half_even(n: int, d: int) -> int:

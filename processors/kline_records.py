@@ -1,17 +1,58 @@
-"""The kline agent's records: trades in (checked, as ``Tick``), derived ``Kline`` out."""
+"""The kline agent's records: trades in (``TradeRecord``, checked, as ``Tick``), derived
+``Kline`` out."""
 
 from __future__ import annotations
 
-from processors.kline import Emitted, InstrumentKlines, Tick, to_decimal, units
+import msgspec
+
+from processors.codec import ScaledReader
+from processors.kline import Emitted, InstrumentKlines, Tick
+from processors.scaled import plain, to_decimal, units
+from tickflow.codec import AvroCodec
 from tickflow.events import Kline, Trade
 
 CONSUMER = "processors.klines"
 
 
-def implausible_trade(trade: Trade) -> str | None:
+class TradeRecord(msgspec.Struct):
+    """A ``Trade``, price and size at scale 18 (``scaled.py``), enums as their symbols, read
+    straight from the payload by the compiled reader; its fields are the Avro record's, in its
+    order (``codec.ScaledReader`` checks it)."""
+
+    venue: str
+    market: str
+    symbol: str
+    venue_symbol: str
+    exchange_ts: int
+    receive_ts: int
+    trade_id: str
+    price: int
+    size: int
+    side: str
+
+    @property
+    def key(self) -> str:
+        """The Kafka key of the instrument, as ``Trade.key``."""
+        return f"{self.venue}:{self.symbol}"
+
+    @classmethod
+    def of(cls, event: Trade) -> TradeRecord:
+        fields = msgspec.structs.asdict(event)
+        fields.update(market=event.market.value, side=event.side.value, price=units(event.price),
+                      size=units(event.size))  # fmt: skip
+        return cls(**fields)
+
+
+def trade_reader(codec: AvroCodec) -> ScaledReader[TradeRecord]:
+    """Reads the trade topic: ``TradeRecord``, or the typed event of any other record (the
+    venue's klines come back as ``Kline``)."""
+    return ScaledReader(codec, Trade, TradeRecord)
+
+
+def implausible_trade(trade: TradeRecord) -> str | None:
     """Why a trade cannot be right, else ``None`` (the agent dead-letters it)."""
     if trade.price <= 0 or trade.size <= 0:
-        return f"impossible trade price={trade.price} size={trade.size}"
+        return f"impossible trade price={plain(trade.price)} size={plain(trade.size)}"
     if trade.exchange_ts <= 0:
         return f"no exchange time ({trade.exchange_ts}): a trade cannot be placed in event time"
     return None
@@ -24,8 +65,8 @@ def implausible_kline(kline: Kline) -> str | None:
     return None
 
 
-def tick(trade: Trade) -> Tick:
-    return Tick(trade.trade_id, trade.exchange_ts, trade.receive_ts, units(trade.price), units(trade.size))
+def tick(trade: TradeRecord) -> Tick:
+    return Tick(trade.trade_id, trade.exchange_ts, trade.receive_ts, trade.price, trade.size)
 
 
 def derived_kline(head: InstrumentKlines, emitted: Emitted) -> Kline:

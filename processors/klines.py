@@ -41,18 +41,26 @@ from typing import Any
 import faust
 
 from processors.changelog import TableWriter
-from processors.codec import AvroSerializer, Undecodable, decode_value
+from processors.codec import AvroSerializer, Undecodable
 from processors.consumer import RecordBatch, acknowledge
 from processors.crosscheck import CrossCheck
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome
-from processors.kline_records import CONSUMER, derived_kline, implausible_kline, implausible_trade, tick
+from processors.kline_records import (
+    CONSUMER,
+    TradeRecord,
+    derived_kline,
+    implausible_kline,
+    implausible_trade,
+    tick,
+    trade_reader,
+)
 from processors.kline_state import KlineState
 from processors.outputs import dead_letter
 from processors.settings import ProcessorSettings
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
 from tickflow.consumer import EventConsumer, StartAt
-from tickflow.events import Event, Kline, MarketEvent, Trade
+from tickflow.events import Event, Kline, MarketEvent, MarketType
 
 log = logging.getLogger(__name__)
 _SECOND = 1_000_000
@@ -65,6 +73,7 @@ class KlineAgent:
         self.app = app
         self.settings = settings
         self.codec = codec
+        self.read = trade_reader(codec)  # trades as TradeRecord, the venue klines as Kline
         self.kafka = kafka
         #: Closed klines the derived topic already holds (read back after recovery): not again.
         self.published: set[tuple[str, str, int, int]] = set()
@@ -124,8 +133,9 @@ class KlineAgent:
         admitted = await self.state.positions.admit_batch(tp, batch.records)
         if not admitted:
             return
+        read = self.read
         for record in admitted:
-            await self.on_record(record, decode_value(self.codec, record.value))
+            await self.on_record(record, read(record.value))
         sent, self._sent = self._sent, []
         if sent:  # delivered before the state that says so is written (see the module's docstring)
             await asyncio.gather(*sent)
@@ -140,19 +150,19 @@ class KlineAgent:
         if isinstance(value, Undecodable):
             await self._dead_letter(record, value.error_type, value.reason)
             return
-        expected = Trade if trades else Kline
+        expected = TradeRecord if trades else Kline
         if not isinstance(value, expected):
             kind = type(value).__name__ if isinstance(value, Event) else repr(type(value))
             await self._dead_letter(record, "UnexpectedRecord", f"{kind} on {record.topic}")
             return
-        problem = implausible_trade(value) if isinstance(value, Trade) else implausible_kline(value)
+        problem = implausible_trade(value) if isinstance(value, TradeRecord) else implausible_kline(value)
         if problem is not None:
             await self._dead_letter(record, "ImplausibleRecord", problem)
             return
         instrument = value.key
         windows = self._windows(instrument, value)
         windows.mark("trades" if trades else "klines", record.partition, record.offset)
-        if isinstance(value, Trade):
+        if isinstance(value, TradeRecord):
             outcome = windows.trade(tick(value))
             if outcome.skipped == "expired":
                 await self._dead_letter(record, "LateTrade", "older than the correction horizon "
@@ -163,10 +173,10 @@ class KlineAgent:
             self.crosscheck.venue(instrument, windows, value)
             self.state.write(instrument, windows, Outcome(head_changed=True))
 
-    def _windows(self, instrument: str, event: MarketEvent) -> InstrumentWindows:
+    def _windows(self, instrument: str, event: TradeRecord | MarketEvent) -> InstrumentWindows:
         windows = self.state.get(instrument)
         if windows is None:
-            head = InstrumentKlines(venue=event.venue, market=event.market, symbol=event.symbol,
+            head = InstrumentKlines(venue=event.venue, market=MarketType(event.market), symbol=event.symbol,
                                     venue_symbol=event.venue_symbol)  # fmt: skip
             windows = InstrumentWindows(head, self.config)
             self.state.add(instrument, windows)

@@ -7,6 +7,7 @@ import time
 from decimal import Decimal
 
 from processors.book import Book, Top
+from processors.scaled import to_decimal
 from tickflow.events import BookDepth, BookTop, DeadLetter, PriceLevel
 
 CONSUMER = "processors.books"
@@ -24,10 +25,12 @@ def _header(book: Book) -> dict:
 
 
 def book_top(book: Book, top: Top) -> BookTop:
+    """The best bid/offer record of ``top`` (``Book.top_scaled``)."""
     _, bid, ask = top
-    return BookTop(**_header(book), processed_ts=now_us(),
-                   bid_price=bid[0] if bid else None, bid_size=bid[1] if bid else None,
-                   ask_price=ask[0] if ask else None, ask_size=ask[1] if ask else None)  # fmt: skip
+    bid_price, bid_size = (to_decimal(bid[0]), to_decimal(bid[1])) if bid else (None, None)
+    ask_price, ask_size = (to_decimal(ask[0]), to_decimal(ask[1])) if ask else (None, None)
+    return BookTop(**_header(book), processed_ts=now_us(), bid_price=bid_price, bid_size=bid_size,
+                   ask_price=ask_price, ask_size=ask_size)  # fmt: skip
 
 
 def _levels(levels: list[tuple[Decimal, Decimal]]) -> list[PriceLevel]:

@@ -32,7 +32,6 @@ recovered them (start, rebalance).
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -40,8 +39,8 @@ from faust.types import TP
 
 from processors.book import Applied, Book, BookHead
 from processors.changelog import LatestPerBatch, TableWriter
-from processors.levels import plain
 from processors.resume import SourcePositions, position_key, position_of
+from processors.scaled import parse_plain, plain
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +58,10 @@ class BookState:
         self.levels = app.Table("book-levels", help="book levels: instrument|side|price -> size", **options)
         self.heads = app.Table("book-heads", help="book heads: instrument -> BookHead (msgpack)", **options)
         writer.order(self.levels, self.heads)  # a head never lands in Kafka without its levels
+        writer.encode_values(self.levels, _size_text)  # sizes (scale 18) made text once per batch
         self.books: dict[str, Book] = {}
         #: Per instrument, the table key of each level (bids, asks) by price.
-        self._keys: dict[str, tuple[dict[Decimal, bytes], dict[Decimal, bytes]]] = {}
+        self._keys: dict[str, tuple[dict[int, bytes], dict[int, bytes]]] = {}
         #: The heads changed since the last flush, encoded once each when it is written.
         self._heads = LatestPerBatch[Book](writer, self.heads, lambda book: _head_encoder.encode(book.head))
         self.positions = SourcePositions(app, "books")
@@ -100,7 +100,7 @@ class BookState:
                     del side_keys[price]
                     changes[key] = None
                 else:
-                    changes[key] = plain(size).encode()
+                    changes[key] = size  # ``_size_text`` at the flush: the batch's last size only
         if applied.head_changed:
             self._heads.changed(partition, instrument, book)
 
@@ -144,7 +144,7 @@ class BookState:
             book = books.get(instrument)
             if book is None:
                 continue  # levels without a head: never written that way; ignore rather than guess
-            (book.bids if side == _BID else book.asks).load(Decimal(price), Decimal(_text(value)))
+            (book.bids if side == _BID else book.asks).load(parse_plain(price), parse_plain(_text(value)))
             levels += 1
         self.books = books
         self._keys.clear()
@@ -154,6 +154,11 @@ class BookState:
         self.recovered = True
         log.info("book state loaded from the tables: %d books, %d levels, applied up to %s", len(books), levels,
                  {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(positions.items())})  # fmt: skip
+
+
+def _size_text(size: int) -> bytes:
+    """A level's table value: its size in plain decimal text."""
+    return plain(size).encode()
 
 
 def _text(value: bytes | str) -> str:

@@ -23,7 +23,7 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from processors.book import Book
-from processors.levels import plain
+from processors.scaled import plain
 
 if TYPE_CHECKING:
     from processors.books import BookAgent
@@ -49,7 +49,7 @@ def _summary(book: Book) -> dict[str, Any]:
 
 
 def book_json(book: Book, depth: int | None) -> dict[str, Any]:
-    bids, asks = book.depth(depth)
+    bids, asks = book.depth_scaled(depth)
     return {
         **_summary(book),
         "bids": [[plain(p), plain(s)] for p, s in bids],

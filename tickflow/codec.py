@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 from io import BytesIO
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import fastavro
 import msgspec
@@ -27,6 +27,11 @@ from tickflow.errors import MalformedPayload, RecordMismatch, TickflowError, Unk
 from tickflow.events import EVENT_TYPES, Event
 from tickflow.registry import SchemaRegistry
 from tickflow.schemas import RecordSchema, load_contract
+
+try:
+    from tickflow import _avro_reader
+except ImportError:  # not built (no C compiler at install): decode with fastavro only
+    _avro_reader = None  # type: ignore[assignment]
 
 MAGIC = 0
 HEADER_SIZE = 5
@@ -116,6 +121,7 @@ class AvroCodec:
         self.event_types = event_types if event_types is not None else EVENT_TYPES
         self._encoders: dict[tuple[str, type[Event]], Encoder] = {}
         self._readers: dict[int, _Reader] = {}
+        self._field_readers: dict[int, tuple[type[Event], Any] | Literal[False]] = {}
         self._plain_local = {
             name: fastavro.parse_schema(_without_time_logical_types(rec.schema)) for name, rec in self.contract.items()
         }
@@ -200,6 +206,29 @@ class AvroCodec:
                 f"{reader.event_type.avro_name} record"
             )
         return reader.event_type, data
+
+    def decode_fields(self, payload: bytes) -> tuple[type[Event], tuple[Any, ...]] | None:
+        """The event type and its fields as a tuple in schema order, read by the compiled reader
+        (``tickflow/_avro_reader.pyx``: enums as their symbols, decimals as their unscaled
+        integers, nested records as tuples, no ``Decimal`` and no dict); ``None`` where that
+        reader does not apply (not built, a schema shape it does not handle, or a writer's
+        schema other than ours, which needs fastavro's resolution): then use ``decode``.
+        Raises ``MalformedPayload`` as ``decode`` does."""
+        schema_id = self.schema_id(payload)
+        fast = self._field_readers.get(schema_id)
+        if fast is None:
+            fast = self._field_readers[schema_id] = self._field_reader(schema_id)
+        if fast is False:
+            return None
+        event_type, read = fast
+        return event_type, read(payload, HEADER_SIZE)
+
+    def _field_reader(self, schema_id: int) -> tuple[type[Event], Any] | Literal[False]:
+        reader = self._reader(schema_id)
+        if _avro_reader is None or reader.writer != self._plain_local[reader.event_type.avro_name]:
+            return False  # not built, or the writer's schema is not exactly ours (its decimals' scale too)
+        plan = avro_plan.build_plan(self.contract[reader.event_type.avro_name].schema)
+        return (reader.event_type, _avro_reader.Reader(plan)) if plan is not None else False
 
     def decode(self, payload: bytes) -> Event:
         """The typed event in a Confluent-framed Avro payload."""

@@ -360,3 +360,87 @@ def test_compiled_decimals_match_fastavro_on_many_values(registry: SchemaRegistr
         assert fast.encode(plain, "tickflow.trades") == expected, text
         subclassed = msgspec.structs.replace(plain, price=TextDecimal(value))
         assert fast.encode(subclassed, "tickflow.trades") == expected, text
+
+
+# --- the compiled field reader (decode_fields) ----------------------------------------------------
+
+
+def _as_fields(value: object) -> object:
+    """What ``decode_fields`` gives for fastavro's decoded value: records as tuples in schema
+    order (fastavro's dicts keep it), decimals as their unscaled integers at scale 18."""
+    from processors.scaled import units
+
+    if isinstance(value, dict):
+        return tuple(_as_fields(v) for v in value.values())
+    if isinstance(value, list):
+        return [_as_fields(v) for v in value]
+    if isinstance(value, Decimal):
+        return units(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("topic", "event"), sample_events(), ids=lambda v: type(v).__name__ if isinstance(v, Event) else v
+)
+def test_decode_fields_reads_every_event_type_as_fastavro_does(codec: AvroCodec, topic: str, event: Event) -> None:
+    from tickflow import codec as codec_module
+
+    assert codec_module._avro_reader is not None, "the compiled Avro reader was not built (Cython, a C compiler)"
+    payload = codec.encode(event, topic)
+    event_type, data = codec.decode_data(payload)
+    assert codec.decode_fields(payload) == (event_type, _as_fields(data))
+
+
+def test_decode_fields_decimals_are_exact_on_many_values(codec: AvroCodec) -> None:
+    """Random prices and sizes of every width (1 to 16 bytes on the wire, negative too)."""
+    import random
+
+    import msgspec
+
+    from processors.scaled import units
+
+    rng = random.Random(11)
+    base = sample_events()[0][1]
+    for _ in range(3000):
+        digits = rng.randint(1, 38)
+        value = D(f"{'-' if rng.random() < 0.3 else ''}{rng.randrange(10 ** (digits - 1), 10**digits)}E-18")
+        trade = msgspec.structs.replace(base, price=value, size=value.copy_negate())
+        fields = codec.decode_fields(codec.encode(trade, "tickflow.trades"))
+        assert fields is not None and fields[1][7:9] == (units(value), -units(value)), value
+
+
+def test_decode_fields_rejects_malformed_bytes_with_the_field_named(codec: AvroCodec) -> None:
+    event = sample_events()[1][1]  # a book delta
+    payload = codec.encode(event, "tickflow.book")
+    for cut in range(6, len(payload)):  # every truncation: a typed error, never a wrong record
+        with pytest.raises(MalformedPayload):
+            codec.decode_fields(payload[:cut])
+    with pytest.raises(MalformedPayload, match="bytes after the end of the tickflow.BookUpdate record"):
+        codec.decode_fields(payload + b"\x00")
+    header, body = payload[:5], payload[5:]
+    venue = len(event.venue) + 1  # the venue string, then the market enum's index
+    with pytest.raises(MalformedPayload, match=r"tickflow.BookUpdate.market: enum index 63"):
+        codec.decode_fields(header + body[:venue] + b"\x7e" + body[venue + 1 :])
+    with pytest.raises(MalformedPayload, match="shorter than the 5-byte"):
+        codec.decode_fields(b"\x00\x00")
+
+
+def test_decode_fields_leaves_other_writer_schemas_to_fastavro(codec: AvroCodec, registry: SchemaRegistry) -> None:
+    """A record written with a schema other than ours (here: an older one, as after the contract
+    evolves) needs schema resolution: ``decode_fields`` declines it and ``decode`` reads it."""
+    import fastavro
+
+    from tickflow.schemas import RecordSchema
+
+    class TradeV2(Trade, kw_only=True):
+        venue_trade_time: int | None = None
+
+    old_payload = codec.encode(sample_events()[0][1], "tickflow.trades")
+    newer = json.loads(_trade_schema({"name": "venue_trade_time", "type": ["null", "long"], "default": None}))
+    contract = dict(load_contract())
+    contract["tickflow.Trade"] = RecordSchema("tickflow.Trade", newer, fastavro.parse_schema(newer), contract[
+        "tickflow.Trade"].path)  # fmt: skip
+    reader = AvroCodec(registry, contract=contract, event_types={"tickflow.Trade": TradeV2})
+    assert reader.decode_fields(old_payload) is None
+    assert reader.decode(old_payload).price == D("0.000012345678901234")
+    assert codec.decode_fields(old_payload) is not None  # the same bytes, our own schema: read

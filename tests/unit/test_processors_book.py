@@ -8,8 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from processors.book import Book, implausible
+from processors.book import Book
+from processors.book_records import BookRecord, implausible
 from processors.continuity import Continuity, rule_for
+from processors.levels import Change
+from processors.scaled import UNIT, parse_plain, plain, to_decimal, units
 from tickflow.events import BookHealth, BookReset, BookResetReason, BookUpdate, BookUpdateKind, MarketType, PriceLevel
 
 D = Decimal
@@ -48,7 +51,17 @@ def book_for(venue: str, rule: Continuity | None = None) -> Book:
 
 
 def sides(book: Book) -> dict[str, dict[Decimal, Decimal]]:
-    return {"bids": dict(book.bids.levels), "asks": dict(book.asks.levels)}
+    return {side: {to_decimal(p): to_decimal(s) for p, s in getattr(book, side).levels.items()}
+            for side in ("bids", "asks")}  # fmt: skip
+
+
+def size_at(book: Book, side: str, price: str) -> Decimal | None:
+    size = getattr(book, side).levels.get(units(D(price)))
+    return None if size is None else to_decimal(size)
+
+
+def changed(changes: list[Change]) -> list[tuple[Decimal, Decimal | None]]:
+    return sorted((to_decimal(p), None if s is None else to_decimal(s)) for p, s in changes)
 
 
 # --- continuity per venue -----------------------------------------------------------------------
@@ -81,7 +94,7 @@ def test_binance_usdm_bridges_with_u_at_the_snapshot_then_follows_pu() -> None:
     book = book_for(USDM)
     book.apply(snapshot(USDM, 100))
     book.apply(delta(USDM, 90, 100, prev=80, bids=[("100", "5")]))  # u == snapshot id: applies, not a duplicate
-    assert book.live and book.bids.levels[D(100)] == D(5)
+    assert book.live and size_at(book, "bids", "100") == D(5)
     book.apply(delta(USDM, 130, 140, prev=100))  # U jumps (ids shared by all symbols), pu chains
     book.apply(delta(USDM, 150, 160, prev=140))
     assert book.live and book.head.last_id == 160
@@ -108,7 +121,7 @@ def test_coinbase_every_delta_names_the_previous_record() -> None:
     book.apply(snapshot(COINBASE, 40))
     book.apply(delta(COINBASE, 43, 43, prev=40, asks=[("101", "2")]))
     book.apply(delta(COINBASE, 47, 47, prev=43))
-    assert book.live and book.asks.levels[D(101)] == D(2)
+    assert book.live and size_at(book, "asks", "101") == D(2)
     book.apply(delta(COINBASE, 52, 52, prev=49))  # the record numbered 49 never came
     assert book.head.health is BookHealth.INVALID and "49" in book.head.detail
 
@@ -133,7 +146,7 @@ def test_unknown_venue_is_applied_unchecked() -> None:
     assert not book.rule.checked
     book.apply(snapshot("kraken", 1))
     book.apply(delta("kraken", None, None, bids=[("100", "7")]))
-    assert book.live and book.bids.levels[D(100)] == D(7)
+    assert book.live and size_at(book, "bids", "100") == D(7)
 
 
 # --- markers, crossed books, checksums ----------------------------------------------------------
@@ -167,7 +180,7 @@ def test_crossed_book_is_invalid() -> None:
     book.apply(snapshot(SPOT, 100))
     out = book.apply(delta(SPOT, 101, 101, bids=[("101.5", "1")]))  # bid above the best ask 101
     assert book.head.health is BookHealth.INVALID and "CROSSED_BOOK" in book.head.detail
-    assert out.bids == [(D("101.5"), D(1))]  # applied (and written): the next snapshot replaces it
+    assert changed(out.bids) == [(D("101.5"), D(1))]  # applied (and written): the next snapshot replaces it
     assert book.top() == (BookHealth.INVALID, None, None)
 
 
@@ -200,8 +213,8 @@ class SumChecksum(Continuity):
     def check(self, last_id, after_snapshot, delta):  # type: ignore[no-untyped-def]
         return None
 
-    def checksum(self, bids: Mapping[Decimal, Decimal], asks: Mapping[Decimal, Decimal]) -> int | None:
-        return int(bids[max(bids)] + asks[min(asks)])
+    def checksum(self, bids: Mapping[int, int], asks: Mapping[int, int]) -> int | None:
+        return (bids[max(bids)] + asks[min(asks)]) // UNIT  # sizes at scale 18
 
 
 def test_checksum_carried_is_verified() -> None:
@@ -229,9 +242,9 @@ def test_only_levels_that_really_change_are_written() -> None:
     assert len(first.bids) == 2 and len(first.asks) == 2
     out = book.apply(delta(SPOT, 101, 101, bids=[("100", "1"), ("50", "0"), ("99", "0"), ("97", "4")]))
     # 100 unchanged, 50 was not there, 99 removed, 97 new: two writes, one of them a removal
-    assert sorted(out.bids) == [(D(97), D(4)), (D(99), None)] and out.asks == []
+    assert changed(out.bids) == [(D(97), D(4)), (D(99), None)] and out.asks == []
     again = book.apply(snapshot(SPOT, 200, bids=[("100", "1"), ("97", "5")], asks=[("101", "1"), ("102", "3")]))
-    assert again.bids == [(D(97), D(5))] and again.asks == []  # a snapshot writes only what differs
+    assert changed(again.bids) == [(D(97), D(5))] and again.asks == []  # a snapshot writes only what differs
 
 
 def test_depth_is_best_first_and_bounded() -> None:
@@ -248,13 +261,17 @@ def test_best_price_survives_many_levels_coming_and_going() -> None:
         price = str(2 + i % 7)
         book.apply(delta(SPOT, i, i, bids=[(price, "1" if i % 2 else "0")]))
     expected = max(book.bids.levels)
-    assert book.top()[1] == (expected, book.bids.levels[expected]) and len(book.bids.heap) < 100
+    assert book.top_scaled()[1] == (expected, book.bids.levels[expected]) and len(book.bids.heap) < 100
+    assert book.top()[1] == (to_decimal(expected), to_decimal(book.bids.levels[expected]))
 
 
 def test_impossible_levels_are_named() -> None:
-    assert implausible(delta(SPOT, 1, 1, bids=[("100", "-1")])) == "impossible level price=100 size=-1"
-    assert implausible(delta(SPOT, 1, 1, asks=[("0", "1")])) is not None
-    assert implausible(delta(SPOT, 1, 1, bids=[("100", "0")])) is None
+    def record(**sides: list[tuple[str, str]]) -> BookRecord:
+        return BookRecord.of(delta(SPOT, 1, 1, **sides))
+
+    assert implausible(record(bids=[("100.5", "-1")])) == "impossible level price=100.5 size=-1"
+    assert implausible(record(asks=[("0", "1")])) is not None
+    assert implausible(record(bids=[("100", "0")])) is None
 
 
 def test_every_venue_the_producers_publish_has_a_checked_rule() -> None:
@@ -264,11 +281,21 @@ def test_every_venue_the_producers_publish_has_a_checked_rule() -> None:
 
 
 def test_plain_gives_one_text_per_number_whatever_its_scale() -> None:
-    from processors.levels import plain
-
     cases = [("65000.01000000", "65000.01"), ("100.00000000", "100"), ("100", "100"), ("1E+2", "100"),
              ("0E-8", "0"), ("0.00000012", "0.00000012"), ("1.2E-7", "0.00000012"), ("0.00123000", "0.00123"),
-             ("123456789012345678901234", "123456789012345678901234")]  # fmt: skip
+             ("123456789012345678901234", "123456789012345678901234"), ("-0.5", "-0.5"),
+             ("0.000000000000000001", "0.000000000000000001")]  # fmt: skip
     for text, want in cases:
-        assert plain(Decimal(text)) == want, text
-        assert Decimal(plain(Decimal(text))) == Decimal(text)
+        assert plain(units(Decimal(text))) == want, text
+        assert parse_plain(want) == units(Decimal(text)), text
+        assert Decimal(plain(units(Decimal(text)))) == Decimal(text)
+
+
+def test_scale_18_conversions_are_exact_past_28_digits() -> None:
+    """Decimal arithmetic rounds to 28 digits (``scaleb`` too); a quote volume at scale 18 has more."""
+    big = "12345678901234.567890123456789012"  # 32 digits
+    n = units(D(big))
+    assert n == 12345678901234567890123456789012 and str(to_decimal(n)) == "12345678901234.567890123456789012"
+    assert plain(n) == big and parse_plain(big) == n and units(D("-" + big)) == -n
+    with pytest.raises(ValueError, match="more than 18 decimal places"):
+        units(D("0.0000000000000000001"))

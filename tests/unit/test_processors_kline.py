@@ -22,10 +22,10 @@ from processors.kline import (
     Tick,
     TradeIds,
     parse_interval,
-    units,
 )
-from processors.kline_records import derived_kline, implausible_kline, implausible_trade, tick
+from processors.kline_records import TradeRecord, derived_kline, implausible_kline, implausible_trade, tick
 from processors.kline_state import source_positions
+from processors.scaled import units
 from tickflow.events import Kline, MarketType, Side, Trade
 
 S = 1_000_000  # microseconds
@@ -272,10 +272,10 @@ def test_source_positions_are_the_highest_offsets_the_heads_record_per_partition
     }
 
 
-def trade(price: str, size: str, ts: int = T0) -> Trade:
-    return Trade(venue="binance-spot", market=MarketType.SPOT, symbol="BTC-USDT", venue_symbol="BTCUSDT",
-                 exchange_ts=ts, receive_ts=ts, trade_id="1", price=Decimal(price), size=Decimal(size),
-                 side=Side.BUY)  # fmt: skip
+def trade(price: str, size: str, ts: int = T0) -> TradeRecord:
+    return TradeRecord.of(Trade(venue="binance-spot", market=MarketType.SPOT, symbol="BTC-USDT",
+                                venue_symbol="BTCUSDT", exchange_ts=ts, receive_ts=ts, trade_id="1",
+                                price=Decimal(price), size=Decimal(size), side=Side.BUY))  # fmt: skip
 
 
 def test_impossible_trades_and_klines_are_named() -> None:
