@@ -424,6 +424,7 @@ def run_agent(topic: str, count: int, store: str, outputs: dict[str, str], profi
                 seen = worker.view(view)
                 if seen is not None and seen["counters"]["records"] >= count:
                     t_processed, cpu_processed = time.monotonic(), stats.cpu_seconds()
+                    times = seen["times"]
                     worker.stop_sampling()
             if t_processed is not None and committed(worker.app_id, topic) >= count:
                 break
@@ -431,8 +432,11 @@ def run_agent(topic: str, count: int, store: str, outputs: dict[str, str], profi
         t_committed, cpu_committed = time.monotonic(), stats.cpu_seconds()
         changelog = sum(n for t, n in end_offsets(_changelogs(worker.app_id, kind)).items())
         assert t_processed is not None and cpu_processed is not None
-        return {"records": count - done0, "wall": t_processed - t0, "wall_committed": t_committed - t0,
-                "cpu": cpu_committed - cpu0, "changelog": changelog}  # fmt: skip
+        # Wall: from the first records the agent took to the last applied, by its own clock (as
+        # the bare loop's, from its first record to its last); the polling above only bounds it.
+        wall = times["last_applied_at"] - times["first_batch_at"]
+        return {"records": count - done0, "wall": wall, "wall_polled": t_processed - t0,
+                "wall_committed": t_committed - t0, "cpu": cpu_committed - cpu0, "changelog": changelog}  # fmt: skip
     finally:
         worker.stop()
 

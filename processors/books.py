@@ -4,14 +4,13 @@ on every change and top-N depth at an interval out, the books served over HTTP.
 Records are applied in partition order, one instrument per key, by ``Book.apply``, in batches.
 The agent takes a partition's fetched records at a time (a ``RecordBatch``, ``consumer.py``: one
 event for the lot, not one per record through Faust's stream, which cost more than the book
-logic), decodes and applies them; when nothing more is waiting in its stream it writes what the
-batch changed (the tables and the best bid/offer topic, one ``TableWriter`` flush,
-``changelog.py``) once its previous batch is written (group commit: one write in flight, the
-batch grows with the rate) and the batch is ``BATCH_WAIT`` old (from its first records), or at
-once past ``BATCH_MAX`` records. With the batch go the last offset applied of each partition,
-after its changes (``resume.py``: a restart resumes exactly where the tables are, whatever Faust
-committed); the batch's records are acknowledged once all of it is handed to Kafka, while the
-agent goes on with the next records.
+logic), decodes them (``book_records.py``: the compiled reader, levels as integers at scale 18)
+and applies them; what they changed (the tables and the best bid/offer topic, one
+``TableWriter`` flush, ``changelog.py``) is written by group commit (``group_commit.py``: one
+write in flight, the batch grows with the rate; ``BATCH_WAIT`` linger, ``BATCH_MAX`` records).
+With the batch go the last offset applied of each partition, after its changes (``resume.py``:
+a restart resumes exactly where the tables are, whatever Faust committed); the batch's records
+are acknowledged once all of it is in Kafka, while the agent goes on with the next records.
 
 Outputs:
 
@@ -24,7 +23,6 @@ Outputs:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +33,8 @@ from processors.book import Book, Top
 from processors.book_records import BookRecord, book_reader, implausible
 from processors.changelog import TableWriter
 from processors.codec import AvroSerializer, Undecodable
-from processors.consumer import RecordBatch, acknowledge
+from processors.consumer import RecordBatch
+from processors.group_commit import GroupCommit
 from processors.outputs import book_depth, book_top, dead_letter
 from processors.settings import ProcessorSettings
 from processors.state import BookState
@@ -47,8 +46,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Batch:
-    pending: list[Any] = field(default_factory=list)  # events (``RecordBatch``), acknowledged after the flush
-    records: int = 0  # records in ``pending``
+    """What the records applied since the last write leave to write besides their levels."""
+
     dead: list[tuple[Any, str, str]] = field(default_factory=list)  # (record, error type, reason)
     touched: set[Any] = field(default_factory=set)  # source partitions with records applied
 
@@ -73,12 +72,11 @@ class BookAgent:
         self._changed: set[str] = set()  # instruments changed since the last depth records
         self.counters = {"records": 0, "dead_letters": 0, "bbo": 0, "depth": 0}
         self._batch = _Batch()  # records applied, not yet written nor acknowledged
-        self._flushing = asyncio.Lock()
-        self._stream: Any = None
-        self._writing: asyncio.Future[None] | None = None  # the flush in flight
-        app.agent_settlers.append(self.settle)  # type: ignore[attr-defined]
+        self.commit = GroupCommit("books", self.writer, self.apply, self.prepare_write, settings.batch_max,
+                                  settings.batch_wait)  # fmt: skip
+        app.agent_settlers.append(self.commit.settle)  # type: ignore[attr-defined]
         app.source_positions.append(self.state.positions)  # type: ignore[attr-defined]
-        app.agent(self.source, name="books")(self.process)
+        app.agent(self.source, name="books")(self.commit.run)
         app.timer(settings.depth_interval, name="books.depth")(self.publish_depth)
         from processors.web import register_views
 
@@ -87,61 +85,13 @@ class BookAgent:
     def _output(self, codec: AvroCodec, topic: str) -> Any:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
-    async def process(self, stream: Any) -> None:
-        manual = self._stream = stream.noack()  # acknowledged by ``flush_batch``, once in Kafka
-        events = manual.events().__aiter__()
-        queue_empty = manual.channel.empty  # the stream's queue: is more already there?
-        batch_max, linger = self.settings.batch_max, self.settings.batch_wait
-        clock = asyncio.get_running_loop().time
-        started: set[Any] = set()
-        first_at = 0.0  # when the pending batch's first records came
-        coming: asyncio.Future[Any] | None = None  # the next records, asked for while lingering
-        try:
-            while True:
-                if coming is None and self._batch.pending and queue_empty():
-                    # Nothing queued. While the previous batch is still being written, gather
-                    # more (group commit: the batch grows with the rate, one write in flight);
-                    # otherwise wait until the batch is ``linger`` old (counted from its first
-                    # records, as a Kafka producer's linger is), then write it.
-                    coming = asyncio.ensure_future(events.__anext__())
-                    while not coming.done():
-                        writing = self._writing
-                        if writing is not None and not writing.done():
-                            await asyncio.wait({coming, writing}, return_when=asyncio.FIRST_COMPLETED)
-                        elif (remaining := first_at + linger - clock()) > 0:
-                            await asyncio.wait({coming}, timeout=remaining)
-                        else:
-                            await self.flush_batch()
-                            break
-                try:
-                    event = await (coming if coming is not None else events.__anext__())
-                except StopAsyncIteration:
-                    break
-                coming = None
-                records: RecordBatch = event.value
-                if records.tp not in started:  # where each partition resumed: says what a restart re-reads
-                    started.add(records.tp)
-                    log.info("books: first record of %s[%d] at offset %d", records.tp.topic, records.tp.partition,
-                             records.records[0].offset)  # fmt: skip
-                batch = self._batch  # not kept across events: ``flush_batch`` may have been called meanwhile
-                if not batch.pending:
-                    first_at = clock()
-                batch.pending.append(event)
-                batch.records += len(records.records)
-                async with self._flushing:  # a flush from ``settle`` waits: positions run ahead while applying
-                    await self.apply(records, batch)
-                if batch.records >= batch_max:
-                    await self.flush_batch()
-        finally:
-            if coming is not None and not coming.done():
-                coming.cancel()
-
-    async def apply(self, records: RecordBatch, batch: _Batch) -> None:
+    async def apply(self, records: RecordBatch) -> None:
         """Apply a partition's records, those the tables do not hold yet (``resume.py``)."""
         tp = records.tp
         admitted = await self.state.positions.admit_batch(tp, records.records)
         if not admitted:
             return
+        batch = self._batch
         batch.touched.add(tp)
         read, dead = self.read, batch.dead
         for record in admitted:
@@ -149,43 +99,14 @@ class BookAgent:
             if problem is not None:
                 dead.append((record, *problem))
 
-    async def flush_batch(self) -> None:
-        """Write what the pending records changed; they are acknowledged once it is all handed to
-        Kafka. The second half of a flush (waiting for the levels' acknowledgement, then the
-        heads and positions, then the source records' acknowledgements) runs while the agent
-        applies the next records; one flush at a time is in that state (the next waits for it
-        before it starts: a table's later changes never overtake its earlier ones)."""
-        async with self._flushing:
-            batch, self._batch = self._batch, _Batch()
-            if not batch.pending:
-                return
-            for message, error_type, reason in batch.dead:  # delivered before the positions that pass them
-                await self._dead_letter(message, error_type, reason)
-            self.state.write_heads()
-            self.state.write_positions(batch.touched)
-            await self._written()
-            rest = await self.writer.flush()
-            self._writing = asyncio.ensure_future(self._finish(rest, batch.pending))
-
-    async def _finish(self, rest: Any, pending: list[Any]) -> None:
-        await rest
-        for event in pending:
-            await acknowledge(self._stream, event)
-
-    async def _written(self) -> None:
-        """Wait for the flush in flight, if any, to be done."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            await writing
-
-    async def settle(self) -> None:
-        """Write and acknowledge everything applied. Called by the consumer before it waits for
-        every record to be acknowledged (a rebalance, a stop: ``flow.py``), when the agent may
-        be blocked waiting for a record that will not come, as Faust has suspended the streams
-        and cleared their queues."""
-        await self.flush_batch()
-        async with self._flushing:
-            await self._written()
+    async def prepare_write(self) -> None:
+        """A write's first half (``GroupCommit.flush``): the batch's dead letters delivered (before
+        the positions that pass them), its heads and positions staged after its levels."""
+        batch, self._batch = self._batch, _Batch()
+        for message, error_type, reason in batch.dead:
+            await self._dead_letter(message, error_type, reason)
+        self.state.write_heads()
+        self.state.write_positions(batch.touched)
 
     def on_record(self, tp: Any, offset: int, value: object) -> tuple[str, str] | None:
         """Apply one record; its changes and output wait for the batch's flush. Returns

@@ -39,7 +39,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
-from tickflow.errors import ConfigError
+from tickflow.errors import ConfigError, KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,19 @@ class TableWriter:
             records = self._outputs[topic] = []
         records.append((key, value))
 
+    async def deliver_outputs(self) -> None:
+        """Send the output records collected so far now, and wait until Kafka has them all (the
+        kline agent: a batch's klines are in their topic before the tables that say they were
+        published). Failures raise ``KafkaError``: the caller must not write those tables."""
+        if not self._outputs:
+            return
+        producer = self.app.producer._ensure_producer()
+        outputs, self._outputs = self._outputs, {}
+        sent = await self._send_outputs(producer, outputs)
+        failed = [r for r in await asyncio.gather(*sent, return_exceptions=True) if isinstance(r, BaseException)]
+        if failed:
+            raise KafkaError(f"{len(failed)} output batches were not written: {failed[0]!r}")
+
     async def flush(self) -> Coroutine[Any, Any, None]:
         """Begin a flush: what was collected is taken (later changes go to the next flush), the
         outputs and the first ordered table's changes handed to aiokafka. Returns what is left
@@ -156,7 +169,9 @@ class TableWriter:
             self.counters["changelog_records"] += len(records)
         return sent
 
-    async def _send_outputs(self, producer: Any, outputs: dict[str, list[tuple[bytes, bytes]]]) -> None:
+    async def _send_outputs(self, producer: Any, outputs: dict[str, list[tuple[bytes, bytes]]]) -> list[Any]:
+        """Hand ``outputs`` to aiokafka; the delivery futures."""
+        sent: list[Any] = []
         for topic, records in outputs.items():
             partitions = self._partitions.get(topic)
             if partitions is None:
@@ -166,8 +181,9 @@ class TableWriter:
                 partition = self._partitioner(key, partitions, partitions)
                 by_partition.setdefault(partition, []).append((key, value))
             for partition, items in by_partition.items():
-                await self._send(producer, topic, partition, items, None)
+                sent += await self._send(producer, topic, partition, items, None)
             self.counters["output_records"] += len(records)
+        return sent
 
     async def _send(
         self,

@@ -16,8 +16,8 @@ the book agent acknowledges a batch at a time, and when its last record came whi
 queued, it waits for a next record the cleared queue will never give it; and records cleared
 from a queue, or skipped by a stream while the flow is suspended (never acknowledged by a manual
 stream), stay on Faust's list of unacknowledged records (4,747 of them there). So
-``wait_empty`` first has each agent settle (``ProcessorsApp.agent_settlers``: the book agent
-writes and acknowledges its batch; the kline agent finishes the record in hand); whatever is
+``wait_empty`` first has each agent settle (``ProcessorsApp.agent_settlers``: each agent
+writes and acknowledges what it applied, ``GroupCommit.settle``); whatever is
 still unacknowledged then was never applied, so it is dropped from the list (its offset is
 not acknowledged either: the commit stops before it) and Faust's wait commits and returns.
 

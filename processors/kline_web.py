@@ -41,6 +41,6 @@ def register_kline_views(app: faust.App, agent: KlineAgent) -> None:
         async def get(self, request: Request) -> Response:
             instruments = [instrument_json(agent, i) for i in sorted(agent.state.instruments)]
             return self.json({"recovered": agent.state.recovered, "counters": agent.counters,
-                              "positions": agent.state.positions.counters,
+                              "positions": agent.state.positions.counters, "times": agent.commit.times,
                               "intervals": [label for label, _ in agent.config.intervals],
                               "instruments": instruments})  # fmt: skip

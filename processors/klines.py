@@ -5,8 +5,10 @@ One agent reads both topics, so Faust assigns their partitions together (same ke
 partition count: an instrument's trades and venue klines reach the same worker) and every table
 write belongs to the instrument's partition. Records are applied in partition order by
 ``InstrumentWindows`` (``kline.py``), a partition's fetched records at a time (a ``RecordBatch``,
-``consumer.py``); what a batch changed is written to the tables (``kline_state.py``, through a
-``changelog.TableWriter``: each head once per batch) before the next batch is taken. Outputs:
+``consumer.py``; trades read as ``TradeRecord``, ``kline_records.py``); what they changed is
+written to the tables (``kline_state.py``, through a ``changelog.TableWriter``: each head once
+per write) by group commit (``group_commit.py``: one write in flight while the next records are
+applied, as the book agent). Outputs:
 
 - ``Kline`` with ``closed=True`` once per window when the watermark passes its close time;
   again with ``revision`` n > 0 after a late trade (a correction); with ``closed=False`` at most
@@ -42,8 +44,9 @@ import faust
 
 from processors.changelog import TableWriter
 from processors.codec import AvroSerializer, Undecodable
-from processors.consumer import RecordBatch, acknowledge
+from processors.consumer import RecordBatch
 from processors.crosscheck import CrossCheck
+from processors.group_commit import GroupCommit
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome
 from processors.kline_records import (
     CONSUMER,
@@ -87,9 +90,9 @@ class KlineAgent:
         self.source = app.topic(settings.trade_topic, settings.kline_topic, key_serializer="raw",
                                 value_serializer="raw")  # fmt: skip
         app.batch_topics.update((settings.trade_topic, settings.kline_topic))  # type: ignore[attr-defined]
-        #: Deliveries of the batch's klines and dead letters: awaited before its tables are written.
+        #: Deliveries of the batch's dead letters: awaited before its tables are written.
         self._sent: list[Any] = []
-        self.derived = self._output(codec, settings.derived_kline_topic)
+        self.derived = self._output(codec, settings.derived_kline_topic)  # written through ``writer.send``
         self.dead_letters = self._output(codec, settings.dead_letter_topic)
         self.crosscheck = CrossCheck()
         #: Per partition: its time swept last (whole seconds), for closing quiet instruments.
@@ -97,11 +100,12 @@ class KlineAgent:
         self.counters = {"records": 0, "dead_letters": 0, "klines": 0, "corrections": 0, "updates": 0,
                          "already_published": 0}  # fmt: skip
         self.state.heads.on_recover(self.read_published)
-        self._idle = asyncio.Event()  # not in the middle of a record
-        self._idle.set()
-        app.agent_settlers.append(self.settle)  # type: ignore[attr-defined]
+        self._touched: set[Any] = set()  # source partitions with records applied since the last write
+        self.commit = GroupCommit("klines", self.writer, self.apply, self.prepare_write, settings.batch_max,
+                                  settings.batch_wait)  # fmt: skip
+        app.agent_settlers.append(self.commit.settle)  # type: ignore[attr-defined]
         app.source_positions.append(self.state.positions)  # type: ignore[attr-defined]
-        app.agent(self.source, name="klines")(self.process)
+        app.agent(self.source, name="klines")(self.commit.run)
         from processors.kline_web import register_kline_views
 
         register_kline_views(app, self)
@@ -109,39 +113,30 @@ class KlineAgent:
     def _output(self, codec: AvroCodec, topic: str) -> Any:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
-    async def process(self, stream: Any) -> None:
-        manual = stream.noack()  # acknowledged once the batch's tables are written
-        idle = self._idle
-        async for event in manual.events():
-            idle.clear()
-            try:
-                await self.apply(event.value)
-                await acknowledge(manual, event)
-            finally:
-                idle.set()
-
-    async def settle(self) -> None:
-        """Return once the batch in hand (if any) is written and acknowledged (``flow.py``: a
-        rebalance or a stop)."""
-        await asyncio.wait_for(self._idle.wait(), self.settings.session_timeout)
-
     async def apply(self, batch: RecordBatch) -> None:
-        """Apply a partition's records (those the tables do not hold yet: ``resume.py``), then
-        write what they did: klines and dead letters delivered first, then the tables (closed
-        windows, heads, the partition's position)."""
+        """Apply a partition's records (those the tables do not hold yet: ``resume.py``); what
+        they did is written by ``prepare_write`` and the group commit (``group_commit.py``)."""
         tp = batch.tp
         admitted = await self.state.positions.admit_batch(tp, batch.records)
         if not admitted:
             return
+        self._touched.add(tp)
         read = self.read
         for record in admitted:
             await self.on_record(record, read(record.value))
+
+    async def prepare_write(self) -> None:
+        """A write's first half: the klines and dead letters of the records applied since the
+        last write delivered, *then* their tables staged (closed windows, heads, each source
+        partition's position): the tables never say a kline was published that is not in its
+        topic (see the module's docstring). Klines go a batch at a time (``TableWriter``)."""
         sent, self._sent = self._sent, []
-        if sent:  # delivered before the state that says so is written (see the module's docstring)
+        if sent:
             await asyncio.gather(*sent)
+        await self.writer.deliver_outputs()
+        touched, self._touched = self._touched, set()
         self.state.write_heads()
-        self.state.write_positions({tp})
-        await (await self.writer.flush())
+        self.state.write_positions(touched)
 
     async def on_record(self, record: Any, value: object) -> None:
         """Apply one record (aiokafka's: ``topic``, ``partition``, ``offset``, ``key``, ``value``)."""
@@ -191,7 +186,8 @@ class KlineAgent:
             if kline.closed and identity in self.published:
                 self.counters["already_published"] += 1  # published before a crash, recorded only now
                 continue
-            self._sent.append(await self.derived.send(key=instrument.encode(), value=kline))
+            topic = self.settings.derived_kline_topic
+            self.writer.send(topic, instrument.encode(), self.codec.encode(kline, topic))
             if not emitted.closed:
                 self.counters["updates"] += 1
             elif kline.revision:

@@ -99,4 +99,4 @@ def register_views(app: faust.App, agent: BookAgent) -> None:
         async def get(self, request: Request) -> Response:
             books = [_summary(b) for _, b in sorted(agent.state.books.items())]
             return self.json({"recovered": agent.state.recovered, "books": books, "counters": agent.counters,
-                              "positions": agent.state.positions.counters})  # fmt: skip
+                              "positions": agent.state.positions.counters, "times": agent.commit.times})  # fmt: skip
