@@ -8,25 +8,16 @@ cost for a book delta).
 
 from __future__ import annotations
 
-import msgspec
-
-from processors.codec import ScaledReader
+from processors.codec import MarketRecord, ScaledReader
 from processors.levels import Level
-from processors.scaled import plain, units
+from processors.scaled import plain
 from tickflow.codec import AvroCodec
 from tickflow.events import BookUpdate
 
 
-class BookRecord(msgspec.Struct):
-    """A ``BookUpdate``, levels at scale 18, enums as their symbols. Its fields are the Avro
-    record's, in its order (``codec.ScaledReader`` checks it)."""
+class BookRecord(MarketRecord):
+    """A ``BookUpdate``, levels as ``(price, size)`` at scale 18, enums as their symbols."""
 
-    venue: str
-    market: str
-    symbol: str
-    venue_symbol: str
-    exchange_ts: int | None
-    receive_ts: int
     kind: str
     bids: list[Level]
     asks: list[Level]
@@ -36,20 +27,6 @@ class BookRecord(msgspec.Struct):
     sequence: int | None = None
     prev_sequence: int | None = None
     checksum: int | None = None
-
-    @property
-    def key(self) -> str:
-        """The Kafka key of the instrument, as ``BookUpdate.key``."""
-        return f"{self.venue}:{self.symbol}"
-
-    @classmethod
-    def of(cls, event: BookUpdate) -> BookRecord:
-        """The same record from a typed event (decoded by fastavro, or built in a test)."""
-        fields = msgspec.structs.asdict(event)
-        fields["market"], fields["kind"] = event.market.value, event.kind.value
-        fields["bids"] = [(units(level.price), units(level.size)) for level in event.bids]
-        fields["asks"] = [(units(level.price), units(level.size)) for level in event.asks]
-        return cls(**fields)
 
 
 def book_reader(codec: AvroCodec) -> ScaledReader[BookRecord]:

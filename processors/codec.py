@@ -16,10 +16,14 @@ Only the record's own faults are caught (``CodecError``): a registry that cannot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Generic, Self, TypeVar
 
+import msgspec
 from faust.serializers.codecs import Codec
 
+from processors.scaled import units
 from tickflow.codec import AvroCodec
 from tickflow.errors import CodecError
 from tickflow.events import Event
@@ -59,21 +63,42 @@ def decode_value(codec: AvroCodec, payload: bytes | None) -> Event | Undecodable
         return Undecodable(bytes(payload or b""), type(exc).__name__, str(exc))
 
 
-class ScaledRecord(Protocol):
-    """An agent's form of one event type: the Avro record's fields in its order (the compiled
-    reader's tuple is its arguments), decimals at scale 18 (``scaled.py``)."""
+class MarketRecord(msgspec.Struct):
+    """An agent's form of a market event type: the Avro record's fields in its order (the
+    compiled reader's tuple is its arguments: ``ScaledReader`` checks the order), decimals as
+    integers at scale 18 (``scaled.py``), enums as their symbols, nested records as tuples."""
 
-    __struct_fields__: tuple[str, ...]
+    venue: str
+    market: str
+    symbol: str
+    venue_symbol: str
+    exchange_ts: int | None
+    receive_ts: int
 
-    def __init__(self, *fields: Any) -> None: ...
+    @property
+    def key(self) -> str:
+        """The Kafka key of the instrument, as the event's ``key``."""
+        return f"{self.venue}:{self.symbol}"
 
     @classmethod
-    def of(cls, event: Any) -> Any:
+    def of(cls, event: Event) -> Self:
         """The same record from a typed event (decoded by fastavro, or built in a test)."""
-        ...
+        return cls(*[_scaled(getattr(event, name)) for name in cls.__struct_fields__])
 
 
-R = TypeVar("R", bound=ScaledRecord)
+def _scaled(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return units(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, msgspec.Struct):
+        return tuple(_scaled(v) for v in msgspec.structs.astuple(value))
+    if isinstance(value, list):
+        return [_scaled(v) for v in value]
+    return value
+
+
+R = TypeVar("R", bound=MarketRecord)
 
 
 class ScaledReader(Generic[R]):

@@ -3,44 +3,23 @@
 
 from __future__ import annotations
 
-import msgspec
-
-from processors.codec import ScaledReader
+from processors.codec import MarketRecord, ScaledReader
 from processors.kline import Emitted, InstrumentKlines, Tick
-from processors.scaled import plain, to_decimal, units
+from processors.scaled import plain, to_decimal
 from tickflow.codec import AvroCodec
 from tickflow.events import Kline, Trade
 
 CONSUMER = "processors.klines"
 
 
-class TradeRecord(msgspec.Struct):
+class TradeRecord(MarketRecord):
     """A ``Trade``, price and size at scale 18 (``scaled.py``), enums as their symbols, read
-    straight from the payload by the compiled reader; its fields are the Avro record's, in its
-    order (``codec.ScaledReader`` checks it)."""
+    straight from the payload by the compiled reader (``exchange_ts`` is never null for a trade)."""
 
-    venue: str
-    market: str
-    symbol: str
-    venue_symbol: str
-    exchange_ts: int
-    receive_ts: int
     trade_id: str
     price: int
     size: int
     side: str
-
-    @property
-    def key(self) -> str:
-        """The Kafka key of the instrument, as ``Trade.key``."""
-        return f"{self.venue}:{self.symbol}"
-
-    @classmethod
-    def of(cls, event: Trade) -> TradeRecord:
-        fields = msgspec.structs.asdict(event)
-        fields.update(market=event.market.value, side=event.side.value, price=units(event.price),
-                      size=units(event.size))  # fmt: skip
-        return cls(**fields)
 
 
 def trade_reader(codec: AvroCodec) -> ScaledReader[TradeRecord]:

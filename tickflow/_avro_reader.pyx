@@ -29,15 +29,7 @@ cdef extern from "Python.h":
     object _PyLong_FromByteArray(const unsigned char* bytes, size_t n, int little_endian, int is_signed)
 
 
-# The compiled writer's field kinds (tickflow/_hotpath.pyx, avro_plan.py).
-DEF K_STRING = 1
-DEF K_BYTES = 2
-DEF K_LONG = 3
-DEF K_BOOLEAN = 4
-DEF K_ENUM = 5
-DEF K_DECIMAL = 6
-DEF K_ARRAY = 7
-DEF K_RECORD = 8
+include "_avro_kinds.pxi"
 
 
 class MalformedRecord(MalformedPayload):

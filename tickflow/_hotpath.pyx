@@ -24,15 +24,7 @@ from confluent_kafka import KafkaException
 
 from tickflow.errors import KafkaError, RecordMismatch
 
-# Field kinds; avro_plan.py uses the same numbers.
-DEF K_STRING = 1
-DEF K_BYTES = 2
-DEF K_LONG = 3
-DEF K_BOOLEAN = 4
-DEF K_ENUM = 5
-DEF K_DECIMAL = 6
-DEF K_ARRAY = 7
-DEF K_RECORD = 8
+include "_avro_kinds.pxi"
 
 KIND_STRING = K_STRING
 KIND_BYTES = K_BYTES

@@ -306,24 +306,31 @@ def test_registry_enforces_backward_compatibility(registry: SchemaRegistry, new_
     assert registry.versions(subject) == [1, 2]
 
 
+class TradeV2(Trade, kw_only=True):
+    """``Trade`` as a newer contract might have it: one more field, with a default."""
+
+    venue_trade_time: int | None = None
+
+
+def _newer_contract_codec(registry: SchemaRegistry) -> AvroCodec:
+    """A codec whose contract has ``TradeV2``'s schema for ``tickflow.Trade``."""
+    import fastavro
+
+    from tickflow.schemas import RecordSchema
+
+    newer = json.loads(_trade_schema({"name": "venue_trade_time", "type": ["null", "long"], "default": None}))
+    contract = dict(load_contract())
+    contract["tickflow.Trade"] = RecordSchema("tickflow.Trade", newer, fastavro.parse_schema(newer), contract[
+        "tickflow.Trade"].path)  # fmt: skip
+    return AvroCodec(registry, contract=contract, event_types={"tickflow.Trade": TradeV2})
+
+
 def test_old_records_decode_after_the_contract_evolves(codec: AvroCodec, registry: SchemaRegistry) -> None:
     """A reader built with a newer schema (extra field with default) reads records written with the old one."""
     import msgspec
 
-    from tickflow.schemas import RecordSchema
-
-    class TradeV2(Trade, kw_only=True):
-        venue_trade_time: int | None = None
-
     old_payload = codec.encode(sample_events()[0][1], "tickflow.trades")
-    newer = json.loads(_trade_schema({"name": "venue_trade_time", "type": ["null", "long"], "default": None}))
-    contract = dict(load_contract())
-    import fastavro
-
-    contract["tickflow.Trade"] = RecordSchema("tickflow.Trade", newer, fastavro.parse_schema(newer), contract[
-        "tickflow.Trade"].path)  # fmt: skip
-    reader = AvroCodec(registry, contract=contract, event_types={"tickflow.Trade": TradeV2})
-    event = reader.decode(old_payload)
+    event = _newer_contract_codec(registry).decode(old_payload)
     assert isinstance(event, TradeV2) and event.venue_trade_time is None
     assert msgspec.structs.asdict(event) | {"venue_trade_time": None} == msgspec.structs.asdict(event)
     assert event.price == D("0.000012345678901234")
@@ -428,19 +435,8 @@ def test_decode_fields_rejects_malformed_bytes_with_the_field_named(codec: AvroC
 def test_decode_fields_leaves_other_writer_schemas_to_fastavro(codec: AvroCodec, registry: SchemaRegistry) -> None:
     """A record written with a schema other than ours (here: an older one, as after the contract
     evolves) needs schema resolution: ``decode_fields`` declines it and ``decode`` reads it."""
-    import fastavro
-
-    from tickflow.schemas import RecordSchema
-
-    class TradeV2(Trade, kw_only=True):
-        venue_trade_time: int | None = None
-
     old_payload = codec.encode(sample_events()[0][1], "tickflow.trades")
-    newer = json.loads(_trade_schema({"name": "venue_trade_time", "type": ["null", "long"], "default": None}))
-    contract = dict(load_contract())
-    contract["tickflow.Trade"] = RecordSchema("tickflow.Trade", newer, fastavro.parse_schema(newer), contract[
-        "tickflow.Trade"].path)  # fmt: skip
-    reader = AvroCodec(registry, contract=contract, event_types={"tickflow.Trade": TradeV2})
+    reader = _newer_contract_codec(registry)
     assert reader.decode_fields(old_payload) is None
     assert reader.decode(old_payload).price == D("0.000012345678901234")
     assert codec.decode_fields(old_payload) is not None  # the same bytes, our own schema: read
