@@ -12,6 +12,8 @@ levels added and removed, so the best bid/offer moves often), with continuous up
   record with ``AvroCodec.decode`` (to typed events), nothing else: the reference;
 * ``bare-scaled``: the same, decoding with the agents' own reader (``ScaledReader``: the
   compiled reader, decimals as integers at scale 18): how fast the topic can be read at all;
+* ``bare-aiokafka``: ``bare-scaled`` with aiokafka (Faust's client library) instead of
+  confluent-kafka: what consuming costs the agents before Faust and their own logic;
 * ``agent-rocksdb``: a ``tickflow worker`` (the real Faust app, its changelog topics, RocksDB
   store as in production) with a fresh app id, so it consumes the topic from the start;
 * ``agent-memory``: the same with ``--store memory://``.
@@ -246,11 +248,25 @@ def committed(group: str, topic: str) -> int:
 # --- the bare loop -------------------------------------------------------------------------------
 
 
+def pick_decoder(codec: Any, decoder: str, payload: bytes) -> Callable[[bytes], Any]:
+    """``typed``: ``AvroCodec.decode`` (typed events with ``Decimal``s: what any consumer of the
+    topic gets); ``scaled``: the agents' own reader for the topic's event type (``payload``
+    tells it), the compiled reader with decimals as integers at scale 18."""
+    if decoder == "typed":
+        return codec.decode
+    from processors.book_records import book_reader
+    from processors.kline_records import trade_reader
+
+    readers = {"tickflow.BookUpdate": book_reader, "tickflow.Trade": trade_reader}
+    make = readers.get(codec.decode_data(payload)[0].avro_name)
+    return make(codec) if make is not None else codec.decode
+
+
 def bare_loop(topic: str, count: int, decoder: str = "typed") -> dict[str, float]:
-    """Consume ``topic`` from the start and decode every record; times from the first record.
-    ``decoder``: ``typed`` (``AvroCodec.decode``, typed events with ``Decimal``s: what any
-    consumer of the topic gets) or ``scaled`` (the agents' own reader, ``ScaledReader``: the
-    compiled reader, decimals as integers at scale 18)."""
+    """Consume ``topic`` from the start with confluent-kafka and decode every record
+    (``pick_decoder``); times from the second record to the last: the first one's decode
+    looks its schema up in the registry and sets the reader up, once per process (the agents
+    pay theirs within their first batch: a few ms in a run of seconds)."""
     from confluent_kafka import Consumer
 
     from tickflow.codec import AvroCodec
@@ -262,32 +278,56 @@ def bare_loop(topic: str, count: int, decoder: str = "typed") -> dict[str, float
     codec = AvroCodec(SchemaRegistry(settings.registry))
     consumer = Consumer(conf)
     consumer.subscribe([topic])
-    seen = 0
-    t0 = cpu0 = 0.0
-    decode = codec.decode
-    if decoder == "scaled":
-        from processors.book_records import book_reader
-        from processors.kline_records import trade_reader
-
-        readers = [book_reader(codec), trade_reader(codec)]
-        with_fields = {"tickflow.BookUpdate": readers[0], "tickflow.Trade": readers[1]}
-        sample = consumer.consume(1, 30.0)  # the topic's event type picks the reader
-        name = codec.decode_data(sample[0].value())[0].avro_name if sample else ""
-        decode = with_fields.get(name, codec.decode)
-        consumer.close()
-        consumer = Consumer(conf | {"group.id": f"bench-bare-{uuid.uuid4().hex[:8]}"})
-        consumer.subscribe([topic])
+    first = next(m for m in iter(lambda: consumer.poll(1.0), 0) if m is not None and m.error() is None)
+    decode = pick_decoder(codec, decoder, first.value())
+    decode(first.value())  # the registry lookup and the reader's set-up: not timed
+    seen = 1
+    t0, cpu0 = time.monotonic(), time.process_time()
     while seen < count:
-        messages = consumer.consume(1000, 1.0)
-        if messages and not seen:
-            t0, cpu0 = time.monotonic(), time.process_time()
-        for message in messages:
+        for message in consumer.consume(min(1000, count - seen), 1.0):  # never waits for more than is left
             if message.error() is None:
                 decode(message.value())
                 seen += 1
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     consumer.close()
-    return {"records": seen, "wall": wall, "cpu": cpu}
+    return {"records": seen - 1, "wall": wall, "cpu": cpu}
+
+
+def aiokafka_loop(topic: str, count: int) -> dict[str, float]:
+    """The same with aiokafka (Faust's client library) instead of confluent-kafka, decoding with
+    the agents' reader: what consuming the topic costs the agents before Faust and their logic."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    from tickflow.codec import AvroCodec
+    from tickflow.registry import SchemaRegistry
+
+    settings = load_settings()
+    codec = AvroCodec(SchemaRegistry(settings.registry))
+
+    async def run() -> dict[str, float]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka.bootstrap_servers,
+                                    group_id=f"bench-bare-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
+                                    enable_auto_commit=False)  # fmt: skip
+        await consumer.start()
+        try:
+            first = await consumer.getone()
+            decode = pick_decoder(codec, "scaled", first.value)
+            decode(first.value)  # not timed, as in ``bare_loop``
+            seen = 1
+            t0, cpu0 = time.monotonic(), time.process_time()
+            while seen < count:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                for records in batches.values():
+                    for record in records:
+                        decode(record.value)
+                        seen += 1
+        finally:
+            await consumer.stop()
+        return {"records": seen - 1, "wall": time.monotonic() - t0, "cpu": time.process_time() - cpu0}
+
+    return asyncio.run(run())
 
 
 def run_bare(topic: str, count: int, decoder: str = "typed") -> dict[str, float]:
@@ -459,6 +499,7 @@ def _changelogs(app_id: str, kind: str = "book") -> list[str]:
 VARIANTS: dict[str, Callable[[str, int, dict[str, str], str], dict[str, float]]] = {
     "bare": lambda topic, count, _, kind: run_bare(topic, count),
     "bare-scaled": lambda topic, count, _, kind: run_bare(topic, count, "scaled"),
+    "bare-aiokafka": lambda topic, count, _, kind: run_bare(topic, count, "aiokafka"),
     "agent-rocksdb": lambda topic, count, outputs, kind: run_agent(topic, count, "rocksdb://", outputs, kind=kind),
     "agent-memory": lambda topic, count, outputs, kind: run_agent(topic, count, "memory://", outputs, kind=kind),
 }
@@ -955,7 +996,8 @@ def main() -> int:
         p.add_argument("--kind", choices=("book", "trades"), default="book",
                        help="book records for the book agent, or trades for the kline agent")  # fmt: skip
         p.add_argument("--store", default="rocksdb://")
-        p.add_argument("--decoder", choices=("typed", "scaled"), default="typed", help="bare: how it decodes")
+        p.add_argument("--decoder", choices=("typed", "scaled", "aiokafka"), default="typed",
+                       help="bare: its decoder (aiokafka: scaled, with aiokafka, not confluent-kafka)")  # fmt: skip
         p.add_argument("--keep", action="store_true", help="keep the filled topic (printed) for later runs")
         p.add_argument("--py-spy", action="store_true", help="profile: sample with py-spy instead of cProfile")
         p.add_argument("--folded", type=Path, help="profile: only print the breakdown of this py-spy raw file")
@@ -979,7 +1021,11 @@ def main() -> int:
         p.add_argument(name, required=True)
     args = parser.parse_args(sys.argv[1:] or ["throughput"])
     if args.command == "bare":
-        result = bare_loop(args.topic, args.records, args.decoder)
+        result = (
+            aiokafka_loop(args.topic, args.records)
+            if args.decoder == "aiokafka"
+            else bare_loop(args.topic, args.records, args.decoder)
+        )
     else:
         commands = {"throughput": throughput, "profile": profile, "latency": latency, "simulate": serve_simulator,
                     "feed": run_feed_process}  # fmt: skip
