@@ -18,14 +18,13 @@ the book is LIVE.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import msgspec
 
 from processors.book_records import BookRecord
 from processors.continuity import Continuity, rule_for
 from processors.levels import Change, Level, Side
-from processors.scaled import plain, to_decimal
+from processors.scaled import plain
 from tickflow.events import BookHealth, BookReset, BookResetReason, BookUpdate, BookUpdateKind, MarketType
 
 
@@ -177,31 +176,16 @@ class Book:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def top_scaled(self) -> Top:
+    def top(self) -> Top:
         """Health, best bid and best ask at scale 18 (``None`` when the side is empty or the book
-        not LIVE): what the agent compares to decide whether best bid/offer changed."""
+        not LIVE)."""
         if not self.live:
             return self.head.health, None, None
         return self.head.health, self.bids.best(), self.asks.best()
 
-    def top(self) -> tuple[BookHealth, tuple[Decimal, Decimal] | None, tuple[Decimal, Decimal] | None]:
-        """Health, best bid and best ask as ``Decimal`` (``None`` when the side is empty or the
-        book not LIVE)."""
-        health, bid, ask = self.top_scaled()
-        return health, _decimals(bid), _decimals(ask)
-
-    def depth(self, n: int | None = None) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        """The best ``n`` levels a side (all if ``None``), best first, as ``Decimal``; nothing
+    def depth(self, n: int | None = None) -> tuple[list[Level], list[Level]]:
+        """The best ``n`` levels a side (all if ``None``), best first, at scale 18; nothing
         unless LIVE."""
-        bids, asks = self.depth_scaled(n)
-        return [_decimals(level) for level in bids], [_decimals(level) for level in asks]  # type: ignore[misc]
-
-    def depth_scaled(self, n: int | None = None) -> tuple[list[Level], list[Level]]:
-        """``depth`` at scale 18."""
         if not self.live:
             return [], []
         return self.bids.top(n), self.asks.top(n)
-
-
-def _decimals(level: Level | None) -> tuple[Decimal, Decimal] | None:
-    return None if level is None else (to_decimal(level[0]), to_decimal(level[1]))

@@ -24,16 +24,15 @@ Outputs:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from processors.book import Book, Top
 from processors.book_records import BookRecord, book_reader, implausible
 from processors.changelog import TableWriter
 from processors.codec import AvroSerializer, Undecodable
-from processors.consumer import RecordBatch
 from processors.group_commit import GroupCommit
 from processors.outputs import book_depth, book_top, dead_letter
 from processors.settings import ProcessorSettings
@@ -42,14 +41,6 @@ from tickflow.codec import AvroCodec
 from tickflow.events import BookReset, Event
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Batch:
-    """What the records applied since the last write leave to write besides their levels."""
-
-    dead: list[tuple[Any, str, str]] = field(default_factory=list)  # (record, error type, reason)
-    touched: set[Any] = field(default_factory=set)  # source partitions with records applied
 
 
 class BookAgent:
@@ -71,9 +62,10 @@ class BookAgent:
         self._tops: dict[str, Top] = {}  # last best bid/offer published, per instrument
         self._changed: set[str] = set()  # instruments changed since the last depth records
         self.counters = {"records": 0, "dead_letters": 0, "bbo": 0, "depth": 0}
-        self._batch = _Batch()  # records applied, not yet written nor acknowledged
-        self.commit = GroupCommit("books", self.writer, self.apply, self.prepare_write, settings.batch_max,
-                                  settings.batch_wait)  # fmt: skip
+        #: Records applied since the last write that go to the dead-letter topic: (record, error type, reason).
+        self._dead: list[tuple[Any, str, str]] = []
+        self.commit = GroupCommit("books", self.writer, self.state.positions, self.apply, self.prepare_write,
+                                  settings.batch_max, settings.batch_wait)  # fmt: skip
         app.agent_settlers.append(self.commit.settle)  # type: ignore[attr-defined]
         app.source_positions.append(self.state.positions)  # type: ignore[attr-defined]
         app.agent(self.source, name="books")(self.commit.run)
@@ -85,28 +77,23 @@ class BookAgent:
     def _output(self, codec: AvroCodec, topic: str) -> Any:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
-    async def apply(self, records: RecordBatch) -> None:
-        """Apply a partition's records, those the tables do not hold yet (``resume.py``)."""
-        tp = records.tp
-        admitted = await self.state.positions.admit_batch(tp, records.records)
-        if not admitted:
-            return
-        batch = self._batch
-        batch.touched.add(tp)
-        read, dead = self.read, batch.dead
-        for record in admitted:
+    async def apply(self, tp: TP, records: list[Any]) -> None:
+        """Apply records of ``tp`` the tables do not hold yet (``GroupCommit`` admits them)."""
+        read, dead = self.read, self._dead
+        for record in records:
             problem = self.on_record(tp, record.offset, read(record.value))
             if problem is not None:
                 dead.append((record, *problem))
 
-    async def prepare_write(self) -> None:
-        """A write's first half (``GroupCommit.flush``): the batch's dead letters delivered (before
-        the positions that pass them), its heads and positions staged after its levels."""
-        batch, self._batch = self._batch, _Batch()
-        for message, error_type, reason in batch.dead:
+    async def prepare_write(self, touched: set[TP]) -> None:
+        """A write's first half (``GroupCommit.flush``): the dead letters delivered (before the
+        positions that pass them), the heads and the positions of ``touched`` staged after the
+        levels."""
+        dead, self._dead = self._dead, []
+        for message, error_type, reason in dead:
             await self._dead_letter(message, error_type, reason)
         self.state.write_heads()
-        self.state.write_positions(batch.touched)
+        self.state.write_positions(touched)
 
     def on_record(self, tp: Any, offset: int, value: object) -> tuple[str, str] | None:
         """Apply one record; its changes and output wait for the batch's flush. Returns
@@ -132,7 +119,7 @@ class BookAgent:
             log.debug("%s: %s", instrument, applied.skipped)
         if applied.head_changed:
             self._changed.add(instrument)
-            top = book.top_scaled()
+            top = book.top()
             if top != self._tops.get(instrument):
                 self._tops[instrument] = top
                 self.writer.send(self.settings.bbo_topic, instrument.encode(),

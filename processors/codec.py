@@ -37,6 +37,10 @@ class Undecodable:
     error_type: str
     reason: str
 
+    @classmethod
+    def of(cls, payload: bytes | None, error: CodecError) -> Undecodable:
+        return cls(bytes(payload or b""), type(error).__name__, str(error))
+
 
 class AvroSerializer(Codec):
     """Typed tickflow events <-> Confluent-framed Avro; encodes for one topic (``None``: decode only)."""
@@ -60,7 +64,7 @@ def decode_value(codec: AvroCodec, payload: bytes | None) -> Event | Undecodable
     try:
         return codec.decode(payload or b"")
     except CodecError as exc:
-        return Undecodable(bytes(payload or b""), type(exc).__name__, str(exc))
+        return Undecodable.of(payload, exc)
 
 
 class MarketRecord(msgspec.Struct):
@@ -119,12 +123,11 @@ class ScaledReader(Generic[R]):
                                f"{event_type.avro_name} {fields}: the contract changed, change them too")  # fmt: skip
 
     def __call__(self, payload: bytes | None) -> R | Event | Undecodable:
-        payload = payload or b""
         try:
-            fast = self.codec.decode_fields(payload)
-            if fast is not None and fast[0] is self.event_type:
-                return self.record_type(*fast[1])
-            event = self.codec.decode(payload)
-            return self.record_type.of(event) if isinstance(event, self.event_type) else event
+            fast = self.codec.decode_fields(payload or b"")
         except CodecError as exc:
-            return Undecodable(bytes(payload), type(exc).__name__, str(exc))
+            return Undecodable.of(payload, exc)
+        if fast is not None and fast[0] is self.event_type:
+            return self.record_type(*fast[1])
+        event = decode_value(self.codec, payload)
+        return self.record_type.of(event) if isinstance(event, self.event_type) else event

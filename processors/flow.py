@@ -5,7 +5,7 @@
 partition to its committed offset, once the tables are recovered (``perform_seek``). Then this
 seeks each partition an agent's tables have a position for (``resume.py``) to the record after
 it: the committed offset can be ahead of the tables (records lost) or behind (read again).
-``SourcePositions.admit`` catches a gap on a record; this also covers a partition with no new
+``SourcePositions.admit_batch`` catches a gap on a record; this also covers a partition with no new
 record to come, which no record-time check would see.
 
 **The agents settle before Faust waits for acknowledgements.** On a rebalance (and at a stop)

@@ -2,14 +2,16 @@
 written with one write in flight (group commit), the records acknowledged once written.
 
 An agent's stream delivers a partition's fetched records at a time (a ``RecordBatch``,
-``consumer.py``). ``GroupCommit.run`` applies each as it comes (``apply``); when nothing more is
+``consumer.py``). ``GroupCommit.run`` admits each one's records the tables do not hold yet
+(``resume.SourcePositions``) and has the agent apply them (``apply``); when nothing more is
 waiting in the stream it writes what the records applied since the last write changed, once
 the previous write is acknowledged (so the batch grows with the rate and the agent never waits
 a broker round trip per batch) and the batch is ``linger`` old (from its first records, as a
 Kafka producer's linger), or at once past ``batch_max`` records. A write:
 
-1. ``prepare()`` (the agent's): deliver what must be in Kafka before the tables (dead letters,
-   the kline agent's klines) and stage the tables' last changes (heads, source positions);
+1. ``prepare(touched)`` (the agent's): deliver what must be in Kafka before the tables (dead
+   letters, the kline agent's klines) and stage the tables' last changes (heads, and the
+   positions of the source partitions with records applied since the last write, ``touched``);
 2. waits for the previous write to be acknowledged (a table's later changes never overtake its
    earlier ones);
 3. hands the tables to Kafka (``TableWriter.flush``) and, while the agent applies the next
@@ -28,8 +30,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faust.types import TP
+
 from processors.changelog import TableWriter
 from processors.consumer import RecordBatch, acknowledge
+from processors.resume import SourcePositions
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +44,18 @@ class GroupCommit:
         self,
         name: str,
         writer: TableWriter,
-        apply: Callable[[RecordBatch], Awaitable[None]],
-        prepare: Callable[[], Awaitable[None]],
+        positions: SourcePositions,
+        apply: Callable[[TP, list[Any]], Awaitable[None]],
+        prepare: Callable[[set[TP]], Awaitable[None]],
         batch_max: int,
         linger: float,
     ) -> None:
         self.name = name
         self.writer = writer
+        self.positions = positions
         self._apply = apply
         self._prepare = prepare
+        self._touched: set[TP] = set()  # source partitions with records applied since the last write
         self.batch_max = batch_max
         self.linger = linger
         self._pending: list[Any] = []  # events (``RecordBatch``) applied, acknowledged once written
@@ -100,7 +108,10 @@ class GroupCommit:
                 self._pending.append(event)
                 self._records += len(records.records)
                 async with self._applying:
-                    await self._apply(records)
+                    admitted = await self.positions.admit_batch(records.tp, records.records)
+                    if admitted:
+                        self._touched.add(records.tp)
+                        await self._apply(records.tp, admitted)
                 self.times["last_applied_at"] = time.time()
                 if self._records >= self.batch_max:
                     await self.flush()
@@ -114,7 +125,8 @@ class GroupCommit:
             pending, self._pending, self._records = self._pending, [], 0
             if not pending:
                 return
-            await self._prepare()
+            touched, self._touched = self._touched, set()
+            await self._prepare(touched)
             await self.written()
             rest = await self.writer.flush()
             self._writing = asyncio.ensure_future(self._finish(rest, pending))

@@ -29,7 +29,7 @@ from faust.types import TP
 
 from processors.changelog import LatestPerBatch, TableWriter
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome, Window
-from processors.resume import SourcePositions, position_key, position_of
+from processors.resume import SourcePositions, position_key, split_positions
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +98,11 @@ class KlineState:
 
     async def reload(self) -> None:
         """Rebuild the in-memory windows from the tables (Faust calls this once they are recovered)."""
-        instruments: dict[str, InstrumentWindows] = {}
-        written: dict[TP, int] = {}
-        for key, value in self.heads.items():
-            text = _text(key)
-            if (tp := position_of(text)) is not None:
-                written[tp] = int(value)
-            else:
-                instruments[text] = InstrumentWindows(_head_decoder.decode(value), self.config)
+        written, heads = split_positions(self.heads.items())
+        instruments = {key: InstrumentWindows(_head_decoder.decode(value), self.config) for key, value in heads}
         closed = 0
-        for key, value in self.closed.items():
-            instrument, interval, _ = _text(key).rsplit("|", 2)
+        for key, value in split_positions(self.closed.items())[1]:
+            instrument, interval, _ = key.rsplit("|", 2)
             windows = instruments.get(instrument)
             if windows is not None:
                 windows.load_closed(interval, _window_decoder.decode(value))
@@ -133,7 +127,3 @@ def source_positions(instruments: Iterable[InstrumentWindows], sources: dict[str
             tp = TP(sources[source], head.partition)
             positions[tp] = max(offset, positions.get(tp, -1))
     return positions
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -41,10 +41,10 @@ from collections import defaultdict
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from processors.changelog import TableWriter
 from processors.codec import AvroSerializer, Undecodable
-from processors.consumer import RecordBatch
 from processors.crosscheck import CrossCheck
 from processors.group_commit import GroupCommit
 from processors.kline import InstrumentKlines, InstrumentWindows, KlineConfig, Outcome
@@ -100,9 +100,8 @@ class KlineAgent:
         self.counters = {"records": 0, "dead_letters": 0, "klines": 0, "corrections": 0, "updates": 0,
                          "already_published": 0}  # fmt: skip
         self.state.heads.on_recover(self.read_published)
-        self._touched: set[Any] = set()  # source partitions with records applied since the last write
-        self.commit = GroupCommit("klines", self.writer, self.apply, self.prepare_write, settings.batch_max,
-                                  settings.batch_wait)  # fmt: skip
+        self.commit = GroupCommit("klines", self.writer, self.state.positions, self.apply, self.prepare_write,
+                                  settings.batch_max, settings.batch_wait)  # fmt: skip
         app.agent_settlers.append(self.commit.settle)  # type: ignore[attr-defined]
         app.source_positions.append(self.state.positions)  # type: ignore[attr-defined]
         app.agent(self.source, name="klines")(self.commit.run)
@@ -113,28 +112,22 @@ class KlineAgent:
     def _output(self, codec: AvroCodec, topic: str) -> Any:
         return self.app.topic(topic, key_serializer="raw", value_serializer=AvroSerializer(codec, topic))
 
-    async def apply(self, batch: RecordBatch) -> None:
-        """Apply a partition's records (those the tables do not hold yet: ``resume.py``); what
+    async def apply(self, tp: TP, records: list[Any]) -> None:
+        """Apply records of ``tp`` the tables do not hold yet (``GroupCommit`` admits them); what
         they did is written by ``prepare_write`` and the group commit (``group_commit.py``)."""
-        tp = batch.tp
-        admitted = await self.state.positions.admit_batch(tp, batch.records)
-        if not admitted:
-            return
-        self._touched.add(tp)
         read = self.read
-        for record in admitted:
+        for record in records:
             await self.on_record(record, read(record.value))
 
-    async def prepare_write(self) -> None:
+    async def prepare_write(self, touched: set[TP]) -> None:
         """A write's first half: the klines and dead letters of the records applied since the
-        last write delivered, *then* their tables staged (closed windows, heads, each source
-        partition's position): the tables never say a kline was published that is not in its
-        topic (see the module's docstring). Klines go a batch at a time (``TableWriter``)."""
+        last write delivered, *then* their tables staged (closed windows, heads, the positions of
+        ``touched``): the tables never say a kline was published that is not in its topic (see
+        the module's docstring). Klines go a batch at a time (``TableWriter``)."""
         sent, self._sent = self._sent, []
         if sent:
             await asyncio.gather(*sent)
         await self.writer.deliver_outputs()
-        touched, self._touched = self._touched, set()
         self.state.write_heads()
         self.state.write_positions(touched)
 

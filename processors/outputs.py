@@ -7,6 +7,7 @@ import time
 from decimal import Decimal
 
 from processors.book import Book, Top
+from processors.levels import Level
 from processors.scaled import to_decimal
 from tickflow.events import BookDepth, BookTop, DeadLetter, PriceLevel
 
@@ -25,16 +26,20 @@ def _header(book: Book) -> dict:
 
 
 def book_top(book: Book, top: Top) -> BookTop:
-    """The best bid/offer record of ``top`` (``Book.top_scaled``)."""
+    """The best bid/offer record of ``top`` (``Book.top``)."""
     _, bid, ask = top
-    bid_price, bid_size = (to_decimal(bid[0]), to_decimal(bid[1])) if bid else (None, None)
-    ask_price, ask_size = (to_decimal(ask[0]), to_decimal(ask[1])) if ask else (None, None)
+    bid_price, bid_size = _decimals(bid) if bid else (None, None)
+    ask_price, ask_size = _decimals(ask) if ask else (None, None)
     return BookTop(**_header(book), processed_ts=now_us(), bid_price=bid_price, bid_size=bid_size,
                    ask_price=ask_price, ask_size=ask_size)  # fmt: skip
 
 
-def _levels(levels: list[tuple[Decimal, Decimal]]) -> list[PriceLevel]:
-    return [PriceLevel(price, size) for price, size in levels]
+def _decimals(level: Level) -> tuple[Decimal, Decimal]:
+    return to_decimal(level[0]), to_decimal(level[1])
+
+
+def _levels(levels: list[Level]) -> list[PriceLevel]:
+    return [PriceLevel(to_decimal(price), to_decimal(size)) for price, size in levels]
 
 
 def book_depth(book: Book, depth: int) -> BookDepth:

@@ -26,6 +26,7 @@ A partition without an entry (first start) is applied from wherever Faust starts
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from faust.types import TP
@@ -49,9 +50,24 @@ def position_of(key: str) -> TP | None:
     return TP(topic, int(partition))
 
 
+def split_positions(entries: Iterable[tuple[bytes | str, Any]]) -> tuple[dict[TP, int], list[tuple[str, Any]]]:
+    """A table's entries (read back after recovery) split: the source positions among them
+    (``position_key``), and the others, their keys as text."""
+    positions: dict[TP, int] = {}
+    others: list[tuple[str, Any]] = []
+    for key, value in entries:
+        text = key.decode() if isinstance(key, bytes) else key
+        tp = position_of(text)
+        if tp is None:
+            others.append((text, value))
+        else:
+            positions[tp] = int(value)
+    return positions, others
+
+
 class SourcePositions:
     """Per source partition, the last offset applied: kept by the agent, written with its
-    tables, loaded back with them (``load``), and checked for every record (``admit``)."""
+    tables, loaded back with them (``load``), and checked for every fetched batch (``admit_batch``)."""
 
     def __init__(self, app: Any, agent: str) -> None:
         self.app = app
@@ -65,10 +81,6 @@ class SourcePositions:
         """The positions the tables hold (after their recovery: start, rebalance)."""
         self.applied = dict(applied)
         self._seeking.clear()
-
-    async def admit(self, message: Any) -> bool:
-        """Whether to apply ``message`` (see the module's docstring); if so, it counts as applied."""
-        return await self.admit_offset(message.tp, message.offset)
 
     async def admit_batch(self, tp: TP, records: list[Any]) -> list[Any]:
         """Of one partition's ``records`` (in offset order), those to apply; they count as applied."""

@@ -39,7 +39,7 @@ from faust.types import TP
 
 from processors.book import Applied, Book, BookHead
 from processors.changelog import LatestPerBatch, TableWriter
-from processors.resume import SourcePositions, position_key, position_of
+from processors.resume import SourcePositions, position_key, split_positions
 from processors.scaled import parse_plain, plain
 
 log = logging.getLogger(__name__)
@@ -125,26 +125,17 @@ class BookState:
 
     async def reload(self) -> None:
         """Rebuild the in-memory books from the tables (Faust calls this once they are recovered)."""
-        books: dict[str, Book] = {}
-        positions: dict[TP, int] = {}
-        for key, value in self.heads.items():
-            text = _text(key)
-            if (tp := position_of(text)) is not None:
-                positions[tp] = int(value)
-                continue
-            books[text] = Book(_head_decoder.decode(value))
+        positions, heads = split_positions(self.heads.items())
+        books = {instrument: Book(_head_decoder.decode(value)) for instrument, value in heads}
         levels = 0
-        levels_applied: dict[TP, int] = {}
-        for key, value in self.levels.items():
-            text = _text(key)
-            if (tp := position_of(text)) is not None:
-                levels_applied[tp] = int(value)
-                continue
-            instrument, side, price = text.rsplit("|", 2)
+        levels_applied, entries = split_positions(self.levels.items())
+        for key, value in entries:
+            instrument, side, price = key.rsplit("|", 2)
             book = books.get(instrument)
             if book is None:
                 continue  # levels without a head: never written that way; ignore rather than guess
-            (book.bids if side == _BID else book.asks).load(parse_plain(price), parse_plain(_text(value)))
+            size = parse_plain(value.decode() if isinstance(value, bytes) else value)
+            (book.bids if side == _BID else book.asks).load(parse_plain(price), size)
             levels += 1
         self.books = books
         self._keys.clear()
@@ -159,7 +150,3 @@ class BookState:
 def _size_text(size: int) -> bytes:
     """A level's table value: its size in plain decimal text."""
     return plain(size).encode()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -49,7 +49,7 @@ def _summary(book: Book) -> dict[str, Any]:
 
 
 def book_json(book: Book, depth: int | None) -> dict[str, Any]:
-    bids, asks = book.depth_scaled(depth)
+    bids, asks = book.depth(depth)
     return {
         **_summary(book),
         "bids": [[plain(p), plain(s)] for p, s in bids],

@@ -82,7 +82,7 @@ class BridgeRule(Protocol):
         """The id this diff carries, comparable with ``expected``."""
 
 
-class _Side(BookSide):
+class _Side(BookSide[Decimal]):
     """One side of the generic book (``tickflow.book_side``: a dict and a heap)."""
 
     __slots__ = ()

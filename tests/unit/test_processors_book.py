@@ -60,6 +60,17 @@ def size_at(book: Book, side: str, price: str) -> Decimal | None:
     return None if size is None else to_decimal(size)
 
 
+def top(book: Book) -> tuple[BookHealth, tuple[Decimal, Decimal] | None, tuple[Decimal, Decimal] | None]:
+    """``book.top()`` as ``Decimal``s."""
+    health, bid, ask = book.top()
+    return health, *(None if level is None else (to_decimal(level[0]), to_decimal(level[1])) for level in (bid, ask))
+
+
+def depth(book: Book, n: int | None = None) -> tuple[list[tuple[Decimal, Decimal]], ...]:
+    """``book.depth(n)`` as ``Decimal``s."""
+    return tuple([(to_decimal(p), to_decimal(s)) for p, s in side] for side in book.depth(n))
+
+
 def changed(changes: list[Change]) -> list[tuple[Decimal, Decimal | None]]:
     return sorted((to_decimal(p), None if s is None else to_decimal(s)) for p, s in changes)
 
@@ -159,13 +170,13 @@ def test_gap_marker_invalidates_until_the_next_snapshot() -> None:
     out = book.apply(marker(SPOT))
     assert out.head_changed and book.head.health is BookHealth.INVALID
     assert book.head.detail == "gap marker SEQUENCE_GAP (expected 7, received 9): lost"
-    assert book.top() == (BookHealth.INVALID, None, None) and book.depth(5) == ([], [])
+    assert top(book) == (BookHealth.INVALID, None, None) and depth(book, 5) == ([], [])
     ignored = book.apply(delta(SPOT, 102, 102, bids=[("100", "9")]))  # continues, but the book waits
     assert ignored.skipped and book.head.health is BookHealth.INVALID and book.counters.ignored == 1
     book.apply(snapshot(SPOT, 200, bids=[("98", "1")], asks=[("103", "1")]))
     assert book.live and book.head.detail == "" and book.head.snapshot_id == 200
     assert sides(book) == {"bids": {D(98): D(1)}, "asks": {D(103): D(1)}}
-    assert book.top() == (BookHealth.LIVE, (D(98), D(1)), (D(103), D(1)))
+    assert top(book) == (BookHealth.LIVE, (D(98), D(1)), (D(103), D(1)))
 
 
 def test_a_book_never_snapshotted_ignores_deltas() -> None:
@@ -181,7 +192,7 @@ def test_crossed_book_is_invalid() -> None:
     out = book.apply(delta(SPOT, 101, 101, bids=[("101.5", "1")]))  # bid above the best ask 101
     assert book.head.health is BookHealth.INVALID and "CROSSED_BOOK" in book.head.detail
     assert changed(out.bids) == [(D("101.5"), D(1))]  # applied (and written): the next snapshot replaces it
-    assert book.top() == (BookHealth.INVALID, None, None)
+    assert top(book) == (BookHealth.INVALID, None, None)
 
 
 def test_records_applied_again_over_levels_ahead_of_them_are_not_judged_crossed() -> None:
@@ -250,8 +261,8 @@ def test_only_levels_that_really_change_are_written() -> None:
 def test_depth_is_best_first_and_bounded() -> None:
     book = book_for(SPOT)
     book.apply(snapshot(SPOT, 1, bids=[("99", "1"), ("100", "2"), ("98", "3")], asks=[("103", "1"), ("101", "2")]))
-    assert book.depth(2) == ([(D(100), D(2)), (D(99), D(1))], [(D(101), D(2)), (D(103), D(1))])
-    assert book.depth() == ([(D(100), D(2)), (D(99), D(1)), (D(98), D(3))], [(D(101), D(2)), (D(103), D(1))])
+    assert depth(book, 2) == ([(D(100), D(2)), (D(99), D(1))], [(D(101), D(2)), (D(103), D(1))])
+    assert depth(book) == ([(D(100), D(2)), (D(99), D(1)), (D(98), D(3))], [(D(101), D(2)), (D(103), D(1))])
 
 
 def test_best_price_survives_many_levels_coming_and_going() -> None:
@@ -261,8 +272,7 @@ def test_best_price_survives_many_levels_coming_and_going() -> None:
         price = str(2 + i % 7)
         book.apply(delta(SPOT, i, i, bids=[(price, "1" if i % 2 else "0")]))
     expected = max(book.bids.levels)
-    assert book.top_scaled()[1] == (expected, book.bids.levels[expected]) and len(book.bids.heap) < 100
-    assert book.top()[1] == (to_decimal(expected), to_decimal(book.bids.levels[expected]))
+    assert book.top()[1] == (expected, book.bids.levels[expected]) and len(book.bids.heap) < 100
 
 
 def test_impossible_levels_are_named() -> None:

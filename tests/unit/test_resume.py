@@ -8,15 +8,16 @@ from typing import Any
 
 from faust.types import TP
 
-from processors.resume import SourcePositions
+from processors.resume import SourcePositions, position_key, split_positions
 
 TP0 = TP("tickflow.book", 0)
 
 
 @dataclass
 class Message:
+    """A record as ``admit_batch`` reads it: its offset."""
+
     offset: int
-    tp: TP = TP0
 
 
 @dataclass
@@ -40,7 +41,7 @@ class App:
 
 def admitted(positions: SourcePositions, offsets: list[int]) -> list[int]:
     async def run() -> list[int]:
-        return [o for o in offsets if await positions.admit(Message(o))]
+        return [o for o in offsets if await positions.admit_offset(TP0, o)]
 
     return asyncio.run(run())
 
@@ -91,8 +92,8 @@ def test_partitions_are_independent() -> None:
     positions.load({TP0: 5, other: 70})
 
     async def run() -> list[Any]:
-        return [await positions.admit(Message(6)), await positions.admit(Message(71, other)),
-                await positions.admit(Message(70, other))]  # fmt: skip
+        return [await positions.admit_offset(TP0, 6), await positions.admit_offset(other, 71),
+                await positions.admit_offset(other, 70)]  # fmt: skip
 
     assert asyncio.run(run()) == [True, True, False]
 
@@ -109,3 +110,12 @@ def test_a_batch_is_admitted_whole_when_it_continues_the_tables_and_record_by_re
         assert positions.applied[tp] == 9 and positions.counters["replayed"] == 2
 
     asyncio.run(run())
+
+
+def test_a_tables_entries_split_into_the_positions_and_the_rest() -> None:
+    other = TP("tickflow.trades", 2)
+    entries = [(position_key(TP0), b"41"), (b"binance-spot:BTC-USDT", b"head"), (position_key(other).decode(), "7"),
+               ("binance-spot:BTC-USDT|b|65000.01", b"0.5")]  # fmt: skip
+    positions, others = split_positions(entries)
+    assert positions == {TP0: 41, other: 7}
+    assert others == [("binance-spot:BTC-USDT", b"head"), ("binance-spot:BTC-USDT|b|65000.01", b"0.5")]
