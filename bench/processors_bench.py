@@ -747,6 +747,93 @@ def run_feed_process(args: argparse.Namespace) -> dict[str, Any]:
     return asyncio.run(run())
 
 
+def run_relay(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``relay`` subcommand (a process of its own): the least any processor must do between
+    the book topic and the best bid/offer topic, as the floor the worker is measured against.
+    A confluent-kafka ``Consumer`` reads ``--book`` from the start, decodes each record with the
+    agent's reader (``book_reader``: the compiled reader, integers at scale 18) and produces, for
+    each book record, a ``BookTop`` of its first levels (no book kept, no validation, no state)
+    through ``EventProducer`` (the feed's settings); until SIGTERM."""
+    import signal
+
+    from confluent_kafka import Consumer
+
+    from processors.book_records import BookRecord, book_reader
+    from processors.scaled import to_decimal
+    from tickflow.codec import AvroCodec
+    from tickflow.events import BookHealth, BookTop
+    from tickflow.registry import SchemaRegistry
+
+    settings = load_settings()
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"relay-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([args.book])
+    relayed = 0
+    with SchemaRegistry(settings.registry) as registry:
+        codec = AvroCodec(registry)
+        read = book_reader(codec)
+        producer = EventProducer(settings.kafka, codec)
+        send = producer.sender(args.bbo, BookTop)
+        while not stopped:
+            # ``consume(n, timeout)`` waits for n records or the timeout: a record is waited for
+            # here, then whatever else has arrived is taken without waiting.
+            first = consumer.poll(0.05)
+            for message in [first, *consumer.consume(1000, 0)] if first is not None else ():
+                if message.error() is not None:
+                    continue
+                update = read(message.value())
+                if not isinstance(update, BookRecord):
+                    continue
+                bid, ask = (update.bids or [None])[0], (update.asks or [None])[0]
+                send(BookTop(venue=update.venue, market=update.market, symbol=update.symbol,
+                             venue_symbol=update.venue_symbol, exchange_ts=update.exchange_ts,
+                             receive_ts=update.receive_ts, processed_ts=time.time_ns() // 1000,
+                             health=BookHealth.LIVE, update_id=update.last_update_id,
+                             bid_price=to_decimal(bid[0]) if bid else None,
+                             bid_size=to_decimal(bid[1]) if bid else None,
+                             ask_price=to_decimal(ask[0]) if ask else None,
+                             ask_size=to_decimal(ask[1]) if ask else None))  # fmt: skip
+                relayed += 1
+            producer.poll(0)
+        producer.flush(60)
+    consumer.close()
+    return {"relayed": relayed}
+
+
+@dataclass
+class RelayRun:
+    """``run_relay`` in a process of its own, in the worker's place in a latency run (the same
+    calls as ``WorkerRun``): one best bid/offer record per book record, so its records processed
+    are the best bid/offer topic's end offsets. ``relay=False``: no processor at all (the stages
+    up to the book topic alone; "processed" is then the book topic's own end offsets)."""
+
+    book: str
+    bbo: str
+    relay: bool = True
+    proc: subprocess.Popen | None = None
+    offsets: EndOffsets | None = None
+
+    def start(self) -> None:
+        self.offsets = EndOffsets(load_settings().kafka.bootstrap_servers, [self.bbo if self.relay else self.book])
+        argv = [sys.executable, __file__, "relay", "--book", self.book, "--bbo", self.bbo]
+        if not self.relay:  # something to poll and stop: the bench's own ``sleep``
+            argv = ["sleep", "100000"]
+        self.proc = subprocess.Popen(argv)
+
+    def wait_recovered(self) -> None:
+        pass
+
+    def books(self) -> dict[str, Any]:
+        assert self.offsets is not None
+        return {"counters": {"records": self.offsets.total()}}
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout=60)
+
+
 @dataclass
 class PinnedSimulator(Simulator):
     """``harness.Simulator`` (start, wait for the port, stop), running ``serve_simulator``: the
@@ -814,7 +901,11 @@ def drive(args: argparse.Namespace, rate: float) -> LatencyRun:
     create_topics([topic for kind, topic in outputs.items() if kind != "bbo"])  # the kline agent's: left empty
     first, last = (int(p) for p in args.web_ports.split("-"))
     extra_env = {"TICKFLOW_PROCESSORS__BATCH_WAIT": str(args.batch_wait)} if args.batch_wait is not None else {}
-    worker = WorkerRun(book, outputs, store=args.store, ports=range(first, last + 1), extra_env=extra_env)
+    worker: WorkerRun | RelayRun = (
+        WorkerRun(book, outputs, store=args.store, ports=range(first, last + 1), extra_env=extra_env)
+        if args.processor == "worker"
+        else RelayRun(book, outputs["bbo"], relay=args.processor == "relay")
+    )
     logs = Path(tempfile.mkdtemp(prefix="latency-"))
     sim = PinnedSimulator(symbols=args.symbols, rate=rate, seed=args.seed, log=logs / "simulator.log",
                           duration=args.warmup + args.duration)  # fmt: skip
@@ -841,7 +932,8 @@ def drive(args: argparse.Namespace, rate: float) -> LatencyRun:
             while True:
                 for proc in (feed, worker.proc, sim.proc):
                     if proc.poll() is not None:
-                        raise RuntimeError(f"a process exited ({proc.args}); logs in {logs}, {worker.data_dir}")
+                        where = getattr(worker, "data_dir", "")
+                        raise RuntimeError(f"a process exited ({proc.args}); logs in {logs} {where}")
                 now, appended, books = time.time(), offsets.total(), worker.books()
                 if books is not None:
                     sample = {"t": now - t_start, "appended": appended, "processed": books["counters"]["records"]}
@@ -1013,9 +1105,15 @@ def main() -> int:
     p.add_argument("--batch-wait", type=float, help="the book agent's batch linger (s; default: the worker's)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--web-ports", default=LATENCY_WEB_PORTS, help="the worker's web port: the first free in this range")
+    p.add_argument("--processor", choices=("worker", "relay", "none"), default="worker",
+                   help="between the book topic and the best bid/offer topic: the tickflow worker, the bare "
+                   "relay (the floor), or nothing (the stages up to the book topic alone)")  # fmt: skip
     p = sub.add_parser("simulate", help="(internal) the latency run's simulator")
     for name, kind in (("--symbols", int), ("--rate", float), ("--seed", int), ("--port", int), ("--duration", float)):
         p.add_argument(name, type=kind, required=True)
+    p = sub.add_parser("relay", help="(internal) the latency run's bare relay")
+    for name in ("--book", "--bbo"):
+        p.add_argument(name, required=True)
     p = sub.add_parser("feed", help="(internal) the latency run's producer")
     for name in ("--address", "--symbols", "--topic", "--channels"):
         p.add_argument(name, required=True)
@@ -1028,7 +1126,7 @@ def main() -> int:
         )
     else:
         commands = {"throughput": throughput, "profile": profile, "latency": latency, "simulate": serve_simulator,
-                    "feed": run_feed_process}  # fmt: skip
+                    "feed": run_feed_process, "relay": run_relay}  # fmt: skip
         result = commands[args.command](args)
     print(json.dumps(result))
     return 0
