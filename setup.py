@@ -1,4 +1,4 @@
-"""Builds the optional compiled Avro writer and reader; everything else is declared in pyproject.toml.
+"""Builds the optional compiled Avro writer and readers; everything else is declared in pyproject.toml.
 
 The extension is optional: without a C compiler the install still succeeds and the codec
 writes with fastavro (same bytes, slower).
@@ -13,6 +13,8 @@ try:
         [
             Extension("tickflow._hotpath", ["tickflow/_hotpath.pyx"], optional=True),
             Extension("tickflow._avro_reader", ["tickflow/_avro_reader.pyx"], optional=True),
+            Extension("tickflow._avro_columns", ["tickflow/_avro_columns.pyx"], optional=True),
+            Extension("tickflow._kafka_select", ["tickflow/_kafka_select.pyx"], optional=True),
         ],
         compiler_directives={"language_level": "3"},
         quiet=True,

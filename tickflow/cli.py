@@ -201,6 +201,102 @@ def capture_check_cmd(
     print(json.dumps(summary, separators=(",", ":")))
 
 
+def _position(text: str, *, end: bool) -> object:
+    """A ``--from``/``--to`` value: a word, an offset, ``partition:offset,...``, or an ISO time."""
+    from datetime import UTC, datetime
+
+    words = {"beginning", "end"} if not end else {"now", "never"}
+    if text in words:
+        return None if text == "never" else text
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if ":" in text and all(part.count(":") == 1 and part.replace(":", "").isdigit() for part in text.split(",")):
+        return {int(p): int(o) for p, o in (part.split(":") for part in text.split(","))}
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: give {' or '.join(sorted(words))}, an offset, partition:offset,... or an ISO time "
+            "(2026-11-22T09:30:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@app.command("replay")
+def replay_cmd(
+    topics: Annotated[list[str], typer.Argument(help="Topic(s) to read.")],
+    start: Annotated[str, typer.Option("--from", help="beginning, end, an offset, p:o,..., or an ISO time.")] = (
+        "beginning"
+    ),
+    end: Annotated[str, typer.Option("--to", help="now, never, an offset, p:o,..., or an ISO time (excluded).")] = (
+        "now"
+    ),
+    symbols: Annotated[
+        list[str] | None, typer.Option("--symbol", "-s", help="Only this instrument (BTC-USDT or venue:BTC-USDT).")
+    ] = None,
+    parquet: Annotated[Path | None, typer.Option(help="Write the range here: one <EventType>.parquet each.")] = None,
+    to_topic: Annotated[str | None, typer.Option("--to-topic", help="Re-publish the range into this topic.")] = None,
+    speed: Annotated[
+        str, typer.Option(help="Re-publishing pace: 1 (original), 10 (ten times faster)..., or max.")
+    ] = "max",
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Count and skip undecodable records.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Replay a topic range: to Parquet files (--parquet DIR) or into another topic (--to-topic)."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tickflow import replay
+    from tickflow.codec import AvroCodec
+    from tickflow.consumer import EventConsumer
+    from tickflow.producer import EventProducer
+    from tickflow.reading import end_at, start_at
+    from tickflow.registry import SchemaRegistry
+
+    if (parquet is None) == (to_topic is None):
+        raise typer.BadParameter("give one of --parquet DIR or --to-topic TOPIC")
+    pace = None if speed == "max" else float(speed)
+    if pace is not None and pace <= 0:
+        raise typer.BadParameter(f"--speed {speed}: give a positive factor or max")
+    settings = _settings(config)
+    with SchemaRegistry(settings.registry) as registry:
+        codec = AvroCodec(registry)
+        range_end = end_at(_position(end, end=True))  # type: ignore[arg-type]
+        if parquet is not None and not range_end.bounded:
+            raise typer.BadParameter("--to never: a Parquet export needs an end")
+        range_start = start_at(_position(start, end=False))  # type: ignore[arg-type]
+        on_error = "skip" if skip_bad else "raise"
+        with EventConsumer(
+            settings.kafka, codec, topics, range_start, end=range_end, symbols=symbols, on_error=on_error
+        ) as consumer:
+            total = replay.range_size(consumer)
+            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+            with Progress(*columns, console=err, transient=True) as progress:
+                task = progress.add_task(f"replaying {', '.join(topics)}", total=total)
+
+                def advance(read: int) -> None:
+                    progress.update(task, completed=read)
+
+                if parquet is not None:
+                    result = replay.export_parquet(consumer, parquet, advance)
+                else:
+                    assert to_topic is not None
+                    partitions = max(tp.partition for tp in consumer.assignment) + 1
+                    if replay.ensure_target(settings.kafka, to_topic, partitions):
+                        err.print(f"created {to_topic} ({partitions} partitions)")
+                    with EventProducer(settings.kafka, codec) as producer:
+                        result = replay.republish(consumer, producer, codec, to_topic, pace, advance)
+    for name, (path, rows) in result.files.items():
+        err.print(f"{name}: {rows:,} rows -> {path}")
+    rate = result.read / result.seconds if result.seconds else 0.0
+    err.print(f"read {result.read:,} records in {result.seconds:.1f} s ({rate:,.0f}/s), wrote {result.written:,}, "
+              f"skipped {result.skipped:,}")  # fmt: skip
+    summary = {"read": result.read, "written": result.written, "skipped": result.skipped,
+               "files": {name: [str(path), rows] for name, (path, rows) in result.files.items()}}  # fmt: skip
+    print(json.dumps(summary, separators=(",", ":")))
+
+
 @app.command("up")
 def up(config: ConfigOption = None) -> None:
     """Bring up the pipeline. For now: the local stack, then its status (producers and agents come next)."""

@@ -223,12 +223,21 @@ class AvroCodec:
         event_type, read = fast
         return event_type, read(payload, HEADER_SIZE)
 
-    def _field_reader(self, schema_id: int) -> tuple[type[Event], Any] | Literal[False]:
+    def exact_plan(self, schema_id: int) -> tuple[type[Event], Any]:
+        """The event type of records written with ``schema_id``, and the compiled plan of its
+        schema (``avro_plan``) if that schema is exactly ours (its decimals' scale too), which
+        is when the compiled readers may read them; else ``None`` (not built, a shape they do
+        not handle, or another version of the schema: ``decode`` resolves it)."""
         reader = self._reader(schema_id)
-        if _avro_reader is None or reader.writer != self._plain_local[reader.event_type.avro_name]:
-            return False  # not built, or the writer's schema is not exactly ours (its decimals' scale too)
-        plan = avro_plan.build_plan(self.contract[reader.event_type.avro_name].schema)
-        return (reader.event_type, _avro_reader.Reader(plan)) if plan is not None else False
+        if reader.writer != self._plain_local[reader.event_type.avro_name]:
+            return reader.event_type, None
+        return reader.event_type, avro_plan.build_plan(self.contract[reader.event_type.avro_name].schema)
+
+    def _field_reader(self, schema_id: int) -> tuple[type[Event], Any] | Literal[False]:
+        event_type, plan = self.exact_plan(schema_id)
+        if _avro_reader is None or plan is None:
+            return False
+        return event_type, _avro_reader.Reader(plan)
 
     def decode(self, payload: bytes) -> Event:
         """The typed event in a Confluent-framed Avro payload."""
