@@ -13,12 +13,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-## The main job: bring up the pipeline (for now: the local Kafka + registry, then its status).
+## The main job: the whole pipeline against the exchange simulator, with a live view (Ctrl-C stops it).
 up: $(STAMP)
 	$(VENV)/bin/tickflow up
 
 down: $(STAMP)
-	$(VENV)/bin/tickflow infra down
+	$(VENV)/bin/tickflow down
 
 status: $(STAMP)
 	$(VENV)/bin/tickflow infra status

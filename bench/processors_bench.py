@@ -51,6 +51,12 @@ until the book topic stops growing and the worker has processed it all (``--drai
 most), so the slowest records are measured, not cut off by the end of the run. Records the worker
 never got to count as slower than any measured (a percentile that falls on them prints "-").
 
+Floors (``--processor``): ``relay`` runs ``run_relay`` in the worker's place (a confluent-kafka
+consumer that reads each book record with the agents' reader and produces a ``BookTop`` of its
+first levels: no book, no state, no Faust), the least any processor must do; ``none`` runs no
+processor at all, so that only the stages up to the book topic are measured. Both say what this
+machine allows whatever the processor does.
+
 Stages, from the same records: ``sim_to_producer`` = ``receive_ts`` - ``E`` (the simulator's own
 lateness, the socket, the feed's read), ``producer_to_book`` = the book record's append time (the
 ``BookUpdate`` with the BookTop's ``update_id``) - ``receive_ts`` (parse, book, encode, librdkafka's

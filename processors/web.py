@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 def _summary(book: Book) -> dict[str, Any]:
     head = book.head
+    _, bid, ask = book.top()
     return {
         "venue": head.venue,
         "market": head.market.value,
@@ -44,6 +45,8 @@ def _summary(book: Book) -> dict[str, Any]:
         "exchange_ts": head.exchange_ts,
         "receive_ts": head.receive_ts,
         "levels": {"bids": len(book.bids.levels), "asks": len(book.asks.levels)},
+        "best_bid": [plain(bid[0]), plain(bid[1])] if bid else None,
+        "best_ask": [plain(ask[0]), plain(ask[1])] if ask else None,
         "counters": vars(book.counters),
     }
 

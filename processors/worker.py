@@ -94,6 +94,7 @@ class ProcessorsApp(faust.App):
 def create_app(settings: Settings, processors: ProcessorSettings | None = None) -> faust.App:
     """The Faust app with every processor agent declared on it."""
     from processors.books import BookAgent
+    from processors.health import register_health_views
     from processors.klines import KlineAgent
 
     processors = processors or ProcessorSettings()
@@ -120,6 +121,7 @@ def create_app(settings: Settings, processors: ProcessorSettings | None = None) 
     codec = AvroCodec(SchemaRegistry(settings.registry))
     app.tickflow_books = BookAgent(app, codec, processors)  # type: ignore[attr-defined]
     app.tickflow_klines = KlineAgent(app, codec, processors, settings.kafka)  # type: ignore[attr-defined]
+    register_health_views(app)
     return app
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +262,9 @@ class FeedConnection:
         self.feed = feed
         self.connection_id = connection_id
         self.symbols = symbols
+        #: The connection's last state and when it began (wall time), for the status endpoint.
+        self.state: ConnectorState | None = None
+        self.state_since = time.time()
         venue, options = feed.venue, feed.options
         self.protocol = venue.protocol
         names = {s: i.symbol for s, i in feed.instruments.items()}
@@ -303,6 +307,7 @@ class FeedConnection:
     # --- connection life -----------------------------------------------------------------------
 
     def _on_state(self, state: ConnectorState, reason: str | None, attempt: int) -> None:
+        self.state, self.state_since = state, time.time()
         self.feed.status(self.connection_id, state, reason, attempt)
         if state is ConnectorState.CONNECTED:
             # Nothing is subscribed on a new connection; every book restarts from a snapshot

@@ -72,7 +72,9 @@ def load_produce_config(path: Path) -> ProduceConfig:
     return config
 
 
-async def produce(settings: Settings, config: ProduceConfig, stop: asyncio.Event | None = None) -> None:
+async def produce(
+    settings: Settings, config: ProduceConfig, stop: asyncio.Event | None = None, status_port: int | None = None
+) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,9 +105,17 @@ async def produce(settings: Settings, config: ProduceConfig, stop: asyncio.Event
             producer.poll(0)
             await asyncio.sleep(0.1)
 
+    server = None
+    if status_port is not None:  # /health, /status, /metrics (producers/status.py)
+        from producers.status import StatusServer
+
+        server = StatusServer(feeds, producer, status_port)
+        await server.start()
     try:
         await asyncio.gather(serve_delivery_reports(), *(f.run(stop) for f in feeds))
     finally:
+        if server is not None:
+            await server.stop()
         log.info("stopping: flushing records to Kafka")
         producer.flush(timeout=60)  # raises DeliveryFailed / BrokerUnavailable: never silent
         registry.close()

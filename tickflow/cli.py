@@ -98,13 +98,16 @@ def provision_cmd(config: ConfigOption = None) -> None:
 def produce_cmd(
     feeds: Annotated[Path, typer.Option("--feeds", "-f", help="YAML file naming the venues and symbols.")],
     config: ConfigOption = None,
+    status_port: Annotated[
+        int | None, typer.Option(help="Serve /health, /status (JSON) and /metrics (Prometheus) on this port.")
+    ] = None,
 ) -> None:
     """Run market-data feeds into Kafka until SIGTERM/SIGINT; then flush and exit."""
     import asyncio
 
     from producers.runner import load_produce_config, produce
 
-    asyncio.run(produce(_settings(config), load_produce_config(feeds)))
+    asyncio.run(produce(_settings(config), load_produce_config(feeds), status_port=status_port))
 
 
 @app.command("worker")
@@ -141,6 +144,9 @@ def simulate_cmd(
     duration: Annotated[float | None, typer.Option(help="Synthetic: stop after this many market seconds.")] = None,
     port: Annotated[int, typer.Option(help="Loopback port for WebSocket and REST.")] = 18765,
     speed: Annotated[float, typer.Option(help="Replay / paced speed factor.")] = 1.0,
+    symbols_file: Annotated[
+        Path | None, typer.Option(help="Once serving, write the venue's symbols here, one a line.")
+    ] = None,
 ) -> None:
     """Serve a venue's protocol on 127.0.0.1 (recorded or synthetic market) until SIGTERM/SIGINT.
 
@@ -176,6 +182,10 @@ def simulate_cmd(
         async with build() as sim:  # type: ignore[attr-defined]
             source = f"recording {recording}" if recording else f"synthetic, {symbols} symbols, seed {seed}"
             err.print(f"[green]✓[/] {venue} simulator ready on {sim.ws_url} (WebSocket and REST; {source})")
+            if symbols_file is not None:  # written whole, then renamed: a reader never sees half of it
+                partial = symbols_file.with_suffix(".partial")
+                partial.write_text("".join(f"{symbol}\n" for symbol in sim.symbols))  # type: ignore[attr-defined]
+                partial.rename(symbols_file)
             await stop.wait()
 
     asyncio.run(serve())
@@ -298,9 +308,82 @@ def replay_cmd(
 
 
 @app.command("up")
-def up(config: ConfigOption = None) -> None:
-    """Bring up the pipeline. For now: the local stack, then its status (producers and agents come next)."""
-    infra_up(config=config, brokers=1)
+def up(
+    config: ConfigOption = None,
+    pipeline: Annotated[
+        Path | None, typer.Option(help="YAML: venues, symbols, rates, workers (tickflow/pipeline.py).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--for", help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="A JSON status line a second instead of the live view.")
+    ] = False,
+    infra_only: Annotated[bool, typer.Option("--infra-only", help="Only the local Kafka and registry.")] = False,
+) -> None:
+    """The whole pipeline: Kafka and the registry, the exchange simulators, the producer and the
+    workers, with a live view until Ctrl-C (or `tickflow down` from another shell)."""
+    import json
+    import signal
+    import threading
+    import time
+
+    from rich.live import Live
+
+    from tickflow.live_view import LiveView
+    from tickflow.pipeline import Pipeline, load_pipeline_config
+
+    if infra_only:
+        infra_up(config=config, brokers=1)
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    plan = load_pipeline_config(pipeline)
+    with err.status("starting the pipeline") as spinner:
+
+        def progress(message: str) -> None:
+            err.print(f"[cyan]•[/] {message}")
+            spinner.update(message)
+
+        pipe = Pipeline(_settings(config, 1), plan, progress=progress)
+        try:
+            pipe.up()
+        except BaseException:
+            err.print("[red]the pipeline did not start[/]; what was started is stopped")
+            raise
+    err.print(f"[green]✓[/] pipeline up: {len(pipe.children)} processes, logs in {pipe.state_dir}")
+    deadline = time.monotonic() + duration if duration is not None else None
+    view = LiveView()
+    try:
+        if json_lines:
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                print(json.dumps(pipe.status(), separators=(",", ":")), flush=True)
+                stop.wait(1.0)
+        else:
+            with Live(view.render(pipe.status()), console=console, refresh_per_second=2) as live:
+                while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                    stop.wait(1.0)
+                    live.update(view.render(pipe.status()))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the shutdown short
+        stopped = pipe.down()
+        err.print(f"[green]✓[/] stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command("down")
+def down(config: ConfigOption = None) -> None:
+    """Stop a pipeline `tickflow up` runs (from any shell) and the stack it started; with no
+    pipeline running, the local stack."""
+    from tickflow.pipeline import Pipeline, PipelineConfig, down_from_state
+
+    settings = _settings(config)
+    state = Pipeline(settings, PipelineConfig()).state_file
+    stopped = down_from_state(state, progress=lambda message: err.print(f"[cyan]•[/] {message}"))
+    if not stopped:  # no pipeline: the stack alone, as `tickflow up --infra-only` or `infra up` left it
+        stopped = _stack(_settings(config, _recorded_brokers(settings.stack.state_dir))).down()
+    err.print(f"[green]✓[/] stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
 def _recorded_brokers(state_dir: Path) -> int:

@@ -1,0 +1,121 @@
+"""``tickflow up``: the whole pipeline against the simulator, its status changing while it runs,
+stopped cleanly by its own end, and by ``tickflow down`` from another process.
+
+The pipeline runs on the session's broker and registry as a configured (external) cluster: its
+own stack settings name a state directory and ports where nothing runs, so it neither starts
+nor stops the session's stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tickflow.config import Settings
+
+
+def free_ports(count: int, start: int = 28000) -> list[int]:
+    ports: list[int] = []
+    port = start
+    while len(ports) < count:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                port += 1
+                continue
+        ports.append(port)
+        port += 1
+    return ports
+
+
+@pytest.fixture
+def pipeline_env(settings: Settings, tmp_path: Path) -> tuple[dict[str, str], Path]:
+    sim_a, sim_b, producer, worker, kafka, registry = free_ports(6, 28100)
+    config = tmp_path / "pipeline.yaml"
+    venues = [{"venue": "binance-spot", "symbols": 4, "rate": 100}, {"venue": "coinbase", "symbols": 3, "rate": 60}]
+    config.write_text(yaml.safe_dump({"venues": venues, "simulator_port": sim_a, "producer_port": producer,
+                                      "worker_port": worker}))  # fmt: skip
+    assert sim_b == sim_a + 1  # the second simulator's port
+    env = {**os.environ, "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+           "TICKFLOW_REGISTRY__URL": settings.registry.url, "TICKFLOW_STACK__STATE_DIR": str(tmp_path / "state"),
+           "TICKFLOW_STACK__KAFKA_PORT": str(kafka), "TICKFLOW_STACK__REGISTRY_PORT": str(registry)}  # fmt: skip
+    return env, config
+
+
+def up(env: dict[str, str], config: Path, *extra: str) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "tickflow.cli", "up", "--pipeline", str(config), "--json", *extra]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def lines_until(proc: subprocess.Popen, done: callable, timeout: float) -> list[dict]:  # type: ignore[valid-type]
+    assert proc.stdout is not None
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(json.loads(line))
+        if done(seen):
+            return seen
+    last = json.dumps(seen[-1])[:2000] if seen else None
+    errors = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+    raise AssertionError(f"no such status in {timeout:.0f}s; last: {last}; stderr: {errors}")
+
+
+def live_everywhere(status: dict) -> bool:
+    producer = status.get("producer") or {}
+    feeds = producer.get("feeds", [])
+    books = status.get("books") or {}
+    return (
+        len(feeds) == 2
+        and all(book["book"] == "live" for feed in feeds for book in feed["symbols"].values())
+        and sum(1 for b in books.values() if b["health"] == "LIVE" and b["best_bid"] and b["best_ask"]) >= 7
+        and all(w.get("healthy") for w in status["workers"])
+    )
+
+
+def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[dict[str, str], Path]) -> None:
+    env, config = pipeline_env
+    proc = up(env, config, "--for", "240")
+    try:
+        seen = lines_until(proc, lambda s: live_everywhere(s[-1]), timeout=200)
+        first = seen[-1]
+        later = lines_until(proc, lambda s: len(s) >= 4, timeout=60)[-1]
+        assert all(p["running"] for p in later["processes"]) and len(later["processes"]) == 4
+        for before, after in zip(first["producer"]["feeds"], later["producer"]["feeds"], strict=True):
+            assert after["counters"]["events"] > before["counters"]["events"]  # the numbers move
+            assert after["counters"]["malformed_frames"] == 0
+            assert all(c["state"] in ("CONNECTED", "SUBSCRIBED") for c in after["connections"])
+        assert later["producer"]["kafka"]["delivered"] > first["producer"]["kafka"]["delivered"]
+        assert later["producer"]["kafka"]["failed"] == 0
+        assert later["lag"] is not None and set(later["lag"]) == {"tickflow.book", "tickflow.trades"}
+        pids = [p["pid"] for p in later["processes"]]
+        state = Path(env["TICKFLOW_STACK__STATE_DIR"]) / "pipeline" / "pipeline.json"
+        assert json.loads(state.read_text())["pid"] == proc.pid
+    finally:
+        # ``tickflow down`` from another process: the supervisor stops everything and exits.
+        down = subprocess.run([sys.executable, "-m", "tickflow.cli", "down"], env=env, capture_output=True, text=True,
+                              timeout=180)  # fmt: skip
+        assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""
+    assert down.returncode == 0 and "stopped: pipeline" in down.stderr
+    assert not [pid for pid in pids if alive(pid)]
+    assert not state.exists()
+    log = proc.stderr.read() if proc.stderr else ""
+    assert "stopping worker 1" in log and "stopping simulator binance-spot" in log
