@@ -79,4 +79,4 @@ def register_health_views(app: faust.App) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
+            return self.bytes(generate_latest(registry), content_type="text/plain")

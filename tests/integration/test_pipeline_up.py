@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,11 @@ def pipeline_env(settings: Settings, tmp_path: Path) -> tuple[dict[str, str], Pa
 def up(env: dict[str, str], config: Path, *extra: str) -> subprocess.Popen:
     argv = [sys.executable, "-m", "tickflow.cli", "up", "--pipeline", str(config), "--json", *extra]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
 
 
 def alive(pid: int) -> bool:
@@ -106,6 +112,14 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
         assert later["producer"]["kafka"]["delivered"] > first["producer"]["kafka"]["delivered"]
         assert later["producer"]["kafka"]["failed"] == 0
         assert later["lag"] is not None and set(later["lag"]) == {"tickflow.book", "tickflow.trades"}
+        # Prometheus metrics of each process, read from their own counters.
+        config_data = yaml.safe_load(config.read_text())
+        producer_metrics = get(f"http://127.0.0.1:{config_data['producer_port']}/metrics")
+        assert 'tickflow_producer_events_total{venue="coinbase"}' in producer_metrics
+        assert 'tickflow_producer_book_live{symbol="BTCUSDT",venue="binance-spot"} 1.0' in producer_metrics
+        worker_metrics = get(f"http://127.0.0.1:{config_data['worker_port']}/metrics")
+        assert "tickflow_worker_books_records_total" in worker_metrics
+        assert 'tickflow_worker_book_health{symbol="BTC-USD",venue="coinbase"} 1.0' in worker_metrics
         pids = [p["pid"] for p in later["processes"]]
         state = Path(env["TICKFLOW_STACK__STATE_DIR"]) / "pipeline" / "pipeline.json"
         assert json.loads(state.read_text())["pid"] == proc.pid
