@@ -211,6 +211,43 @@ def capture_check_cmd(
     print(json.dumps(summary, separators=(",", ":")))
 
 
+def _reparse(settings: Settings, codec: object, first: object, prefix: str, advance: object) -> None:
+    """``tickflow replay --reparse``: ``first`` (an ``EventConsumer`` of the range) is read, then
+    a second one like it (producers/reparse.py)."""
+    import json
+
+    from producers.reparse import reparse
+    from tickflow import replay
+    from tickflow.admin import admin_client
+    from tickflow.consumer import EventConsumer
+    from tickflow.producer import EventProducer
+
+    assert isinstance(first, EventConsumer)
+    consumers = [first]
+
+    def open_range() -> EventConsumer:
+        return consumers.pop() if consumers else first.again()
+
+    metadata = admin_client(settings.kafka).list_topics(timeout=30).topics
+
+    def ensure(original: str, target: str) -> None:
+        partitions = len(metadata[original].partitions) if original in metadata else 6
+        if replay.ensure_target(settings.kafka, target, partitions):
+            err.print(f"created {target} ({partitions} partitions)")
+
+    with EventProducer(settings.kafka, codec) as producer:  # type: ignore[arg-type]
+        result = reparse(open_range, producer, prefix, ensure, advance)  # type: ignore[arg-type]
+    for target, count in sorted(result.published.items()):
+        err.print(f"{target}: {count:,} events")
+    for venue, waiting in result.waiting_for_snapshot.items():
+        err.print(f"[yellow]![/] {venue}: {waiting:,} book deltas not re-published: its books start from REST "
+                  "snapshots, which a raw-frame topic does not hold")  # fmt: skip
+    summary = {"frames": result.frames, "published": dict(result.published), "symbols": result.symbols,
+               "waiting_for_snapshot": dict(result.waiting_for_snapshot),
+               "malformed_frames": result.malformed_frames}  # fmt: skip
+    print(json.dumps(summary, separators=(",", ":")))
+
+
 def _position(text: str, *, end: bool) -> object:
     """A ``--from``/``--to`` value: a word, an offset, ``partition:offset,...``, or an ISO time."""
     from datetime import UTC, datetime
@@ -245,6 +282,10 @@ def replay_cmd(
         list[str] | None, typer.Option("--symbol", "-s", help="Only this instrument (BTC-USDT or venue:BTC-USDT).")
     ] = None,
     parquet: Annotated[Path | None, typer.Option(help="Write the range here: one <EventType>.parquet each.")] = None,
+    reparse: Annotated[
+        str | None,
+        typer.Option(help="A raw-frame topic's range through the current normalizers, into topics with this prefix."),
+    ] = None,
     to_topic: Annotated[str | None, typer.Option("--to-topic", help="Re-publish the range into this topic.")] = None,
     speed: Annotated[
         str, typer.Option(help="Re-publishing pace: 1 (original), 10 (ten times faster)..., or max.")
@@ -264,8 +305,8 @@ def replay_cmd(
     from tickflow.reading import end_at, start_at
     from tickflow.registry import SchemaRegistry
 
-    if (parquet is None) == (to_topic is None):
-        raise typer.BadParameter("give one of --parquet DIR or --to-topic TOPIC")
+    if sum(x is not None for x in (parquet, to_topic, reparse)) != 1:
+        raise typer.BadParameter("give one of --parquet DIR, --to-topic TOPIC or --reparse PREFIX")
     pace = None if speed == "max" else float(speed)
     if pace is not None and pace <= 0:
         raise typer.BadParameter(f"--speed {speed}: give a positive factor or max")
@@ -288,6 +329,9 @@ def replay_cmd(
                 def advance(read: int) -> None:
                     progress.update(task, completed=read)
 
+                if reparse is not None:
+                    _reparse(settings, codec, consumer, reparse, advance)
+                    return
                 if parquet is not None:
                     result = replay.export_parquet(consumer, parquet, advance)
                 else:

@@ -149,6 +149,7 @@ class EventConsumer:
         self.stats = ConsumerStats()
         self._timeout = timeout
         self._keep = _key_filter(symbols)
+        self._given = (settings, symbols, config)  # for ``again``
         conf = {
             **settings.client_config(),
             # A group id is required by librdkafka even with manual assignment; nothing is committed.
@@ -282,6 +283,18 @@ class EventConsumer:
         if found is not None:
             return found
         return high if timestamp_ms <= time.time() * 1000 else ("ts", timestamp_ms)
+
+    def again(self) -> EventConsumer:
+        """A new consumer of the same range: the same partitions, from the same offsets to the
+        same ends (as resolved when this one was made: "now" is not moved)."""
+        settings, symbols, config = self._given
+        topics = sorted({tp.topic for tp in self._assignment})
+        other = EventConsumer(settings, self.codec, topics, StartAt.beginning(), symbols=symbols,
+                              on_error=self.on_error, config=config, timeout=self._timeout)  # fmt: skip
+        other._assignment = [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in self._assignment]
+        other._ends = dict(self._ends)
+        other._consumer.assign(other._assignment)
+        return other
 
     @property
     def assignment(self) -> list[TopicPartition]:
