@@ -14,7 +14,8 @@ try:
             Extension("tickflow._hotpath", ["tickflow/_hotpath.pyx"], optional=True),
             Extension("tickflow._avro_reader", ["tickflow/_avro_reader.pyx"], optional=True),
             Extension("tickflow._avro_columns", ["tickflow/_avro_columns.pyx"], optional=True),
-            Extension("tickflow._kafka_select", ["tickflow/_kafka_select.pyx"], optional=True),
+            # Plain Python, compiled as it is (it runs uncompiled where it is not built).
+            Extension("tickflow.kafka_select", ["tickflow/kafka_select.py"], optional=True),
         ],
         compiler_directives={"language_level": "3"},
         quiet=True,

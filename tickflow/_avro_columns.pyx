@@ -28,35 +28,7 @@ include "_avro_kinds.pxi"
 DEF MAX_OFFSET = 2147483647
 
 
-cdef struct _Cursor:
-    const unsigned char* data
-    Py_ssize_t pos
-    Py_ssize_t end
-
-
-cdef inline int64_t _long(_Cursor* c) except? -1:
-    cdef uint64_t n = 0
-    cdef int shift = 0
-    cdef unsigned char b
-    while True:
-        if c.pos >= c.end:
-            raise MalformedRecord("truncated varint")
-        b = c.data[c.pos]
-        c.pos += 1
-        n |= <uint64_t>(b & 0x7F) << shift
-        if not (b & 0x80):
-            break
-        shift += 7
-        if shift > 63:
-            raise MalformedRecord("varint longer than 10 bytes")
-    return <int64_t>(n >> 1) ^ -<int64_t>(n & 1)
-
-
-cdef inline Py_ssize_t _length(_Cursor* c) except -1:
-    cdef int64_t n = _long(c)
-    if n < 0 or n > c.end - c.pos:
-        raise MalformedRecord(f"length {n} runs past the end ({c.end - c.pos} bytes left)")
-    return <Py_ssize_t>n
+include "_avro_wire.pxi"
 
 
 cdef class _Buffer:
@@ -203,14 +175,9 @@ cdef class _Column:
             _read_fields(self.children, c)
         elif self.kind == K_ARRAY:
             while True:
-                count = _long(c)
+                count = _block(c)
                 if count == 0:
                     break
-                if count < 0:  # a block with its size in bytes: the items follow as usual
-                    count = -count
-                    _long(c)
-                if count > c.end - c.pos:  # each item takes at least a byte: a corrupt count
-                    raise MalformedRecord(f"array block of {count} items in {c.end - c.pos} bytes")
                 for i in range(count):
                     _read_fields(self.children, c)
                 self.items += count
@@ -305,14 +272,8 @@ cdef class ColumnReader:
 
     cdef int _append(self, bytes payload, Py_ssize_t start) except -1:
         cdef _Cursor c
-        cdef char* raw
-        cdef Py_ssize_t n, i = 0
-        PyBytes_AsStringAndSize(payload, &raw, &n)
-        if start < 0 or start > n:
-            raise MalformedRecord(f"start {start} outside a payload of {n} bytes")
-        c.data = <const unsigned char*>raw
-        c.pos = start
-        c.end = n
+        cdef Py_ssize_t i = 0
+        _open(&c, payload, start)
         try:
             for i in range(len(self.columns)):
                 (<_Column>self.columns[i]).read(&c)

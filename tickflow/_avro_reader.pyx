@@ -36,35 +36,7 @@ class MalformedRecord(MalformedPayload):
     """Bytes that are not a record of the reader's schema; the message names the field."""
 
 
-cdef struct _Cursor:
-    const unsigned char* data
-    Py_ssize_t pos
-    Py_ssize_t end
-
-
-cdef inline int64_t _long(_Cursor* c) except? -1:
-    cdef uint64_t n = 0
-    cdef int shift = 0
-    cdef unsigned char b
-    while True:
-        if c.pos >= c.end:
-            raise MalformedRecord("truncated varint")
-        b = c.data[c.pos]
-        c.pos += 1
-        n |= <uint64_t>(b & 0x7F) << shift
-        if not (b & 0x80):
-            break
-        shift += 7
-        if shift > 63:
-            raise MalformedRecord("varint longer than 10 bytes")
-    return <int64_t>(n >> 1) ^ -<int64_t>(n & 1)
-
-
-cdef inline Py_ssize_t _length(_Cursor* c) except -1:
-    cdef int64_t n = _long(c)
-    if n < 0 or n > c.end - c.pos:
-        raise MalformedRecord(f"length {n} runs past the end ({c.end - c.pos} bytes left)")
-    return <Py_ssize_t>n
+include "_avro_wire.pxi"
 
 
 cdef object _decimal(_Cursor* c):
@@ -119,14 +91,7 @@ cdef class Reader:
     def __call__(self, bytes payload, Py_ssize_t start=0):
         """The record in ``payload[start:]``, which must end exactly where the record does."""
         cdef _Cursor c
-        cdef char* raw
-        cdef Py_ssize_t n
-        PyBytes_AsStringAndSize(payload, &raw, &n)
-        if start < 0 or start > n:
-            raise MalformedRecord(f"start {start} outside a payload of {n} bytes")
-        c.data = <const unsigned char*>raw
-        c.pos = start
-        c.end = n
+        _open(&c, payload, start)
         record = self._record(&c, self.name)
         if c.pos != c.end:
             raise MalformedRecord(f"{c.end - c.pos} bytes after the end of the {self.name} record")
@@ -177,14 +142,9 @@ cdef class Reader:
             items = <Reader>arg
             out = []
             while True:
-                count = _long(c)
+                count = _block(c)
                 if count == 0:
                     return out
-                if count < 0:  # a block with its size in bytes: the items follow as usual
-                    count = -count
-                    _long(c)
-                if count > c.end - c.pos:  # each item takes at least a byte: a corrupt count
-                    raise MalformedRecord(f"array block of {count} items in {c.end - c.pos} bytes")
                 for _ in range(count):
                     out.append(items._record(c, f"{path}.{self.names[i]}[]"))
         if kind == K_RECORD:

@@ -34,6 +34,7 @@ from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
 from tickflow.errors import BrokerUnavailable, CodecError, KafkaError, OffsetOutOfRange, UnknownTopic
 from tickflow.events import Event
+from tickflow.kafka_select import select as _select
 
 log = logging.getLogger(__name__)
 
@@ -458,48 +459,6 @@ class EventConsumer:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-_DONE: Any = object()
-
-
-def _select_py(
-    messages: list[Message], pending: dict[tuple[str, int], _End], keep: Callable[[bytes | None], bool] | None
-) -> tuple[list[Message], list[tuple[str, int]], list[Message]]:
-    """``_kafka_select.select`` where it is not built: the same, in Python (see there)."""
-    records: list[Message] = []
-    finished: list[tuple[str, int]] = []
-    errors: list[Message] = []
-    for message in messages:
-        if message.error() is not None:
-            errors.append(message)
-            continue
-        tp = (message.topic(), message.partition())
-        end = pending.get(tp, _DONE)
-        if end is _DONE:
-            continue  # a partition already at its end (fetched before it was paused)
-        if end is not None:
-            if isinstance(end, tuple):
-                if message.timestamp()[1] >= end[1]:
-                    del pending[tp]
-                    finished.append(tp)
-                    continue
-            elif message.offset() >= end:
-                del pending[tp]
-                finished.append(tp)
-                continue
-            elif message.offset() + 1 >= end:
-                del pending[tp]
-                finished.append(tp)
-        if keep is None or keep(message.key()):
-            records.append(message)
-    return records, finished, errors
-
-
-try:
-    from tickflow._kafka_select import select as _select
-except ImportError:  # not built
-    _select = _select_py
 
 
 @contextmanager
