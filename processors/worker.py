@@ -94,6 +94,7 @@ class ProcessorsApp(faust.App):
 def create_app(settings: Settings, processors: ProcessorSettings | None = None) -> faust.App:
     """The Faust app with every processor agent declared on it."""
     from processors.books import BookAgent
+    from processors.dashboard import register_dashboard
     from processors.health import register_health_views
     from processors.klines import KlineAgent
 
@@ -122,6 +123,7 @@ def create_app(settings: Settings, processors: ProcessorSettings | None = None) 
     app.tickflow_books = BookAgent(app, codec, processors)  # type: ignore[attr-defined]
     app.tickflow_klines = KlineAgent(app, codec, processors, settings.kafka)  # type: ignore[attr-defined]
     register_health_views(app)
+    register_dashboard(app)
     return app
 
 
