@@ -28,6 +28,7 @@ from typing import Any
 
 import faust
 from faust.types import TP
+from prometheus_client import Histogram
 
 from processors.book import Book, Top
 from processors.book_records import BookRecord, book_reader, implausible
@@ -41,6 +42,9 @@ from tickflow.codec import AvroCodec
 from tickflow.events import BookReset, Event
 
 log = logging.getLogger(__name__)
+
+#: Latency buckets (seconds): 1 ms to 10 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 class BookAgent:
@@ -62,6 +66,9 @@ class BookAgent:
         self._tops: dict[str, Top] = {}  # last best bid/offer published, per instrument
         self._changed: set[str] = set()  # instruments changed since the last depth records
         self.counters = {"records": 0, "dead_letters": 0, "bbo": 0, "depth": 0}
+        self.latency = Histogram("tickflow_worker_bbo_latency_seconds",
+                                 "Best bid/offer records: receive time to processed time", registry=None,
+                                 buckets=LATENCY_BUCKETS)  # fmt: skip
         #: Records applied since the last write that go to the dead-letter topic: (record, error type, reason).
         self._dead: list[tuple[Any, str, str]] = []
         self.commit = GroupCommit("books", self.writer, self.state.positions, self.apply, self.prepare_write,
@@ -122,9 +129,13 @@ class BookAgent:
             top = book.top()
             if top != self._tops.get(instrument):
                 self._tops[instrument] = top
+                record = book_top(book, top)
                 self.writer.send(self.settings.bbo_topic, instrument.encode(),
-                                 self.codec.encode(book_top(book, top), self.settings.bbo_topic))  # fmt: skip
+                                 self.codec.encode(record, self.settings.bbo_topic))  # fmt: skip
                 self.counters["bbo"] += 1
+                # Receive (the producer's clock) -> processed (ours): the agent's share of the
+                # best bid/offer's latency, as Prometheus buckets (``/metrics``).
+                self.latency.observe(max(0, record.processed_ts - record.receive_ts) / 1e6)
         return None
 
     async def publish_depth(self) -> None:

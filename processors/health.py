@@ -4,8 +4,9 @@
   is invalid, else 503 with the reasons (a book that is invalid waits for its snapshot: the
   worker is up, its outputs for that instrument say so);
 - ``GET /metrics``: ``tickflow_worker_*``: the agents' counters (records, outputs, dead letters,
-  klines, corrections), and per book its health, counters (applied, duplicates, ignored,
-  invalidations) and last update's age.
+  klines, corrections), per book its health, counters (applied, duplicates, ignored,
+  invalidations) and last update's age, and the best bid/offer records' latency from receive to
+  processed as a histogram (``tickflow_worker_bbo_latency_seconds``).
 
 Read from the agents' state when asked, nothing counted twice on the hot path.
 """
@@ -64,6 +65,7 @@ class _Collector:
             for name, family in per_book.items():
                 family.add_metric(key, getattr(book.counters, name))
         yield from (health, age, *per_book.values())
+        yield from self.app.tickflow_books.latency.collect()
 
 
 def register_health_views(app: faust.App) -> None:

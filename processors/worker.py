@@ -127,11 +127,15 @@ def create_app(settings: Settings, processors: ProcessorSettings | None = None) 
     return app
 
 
-def run_worker(app: faust.App, loglevel: str = "info") -> None:
-    """Run a worker of ``app`` until SIGINT/SIGTERM (what ``faust -A ... worker`` does)."""
+def run_worker(app: faust.App, loglevel: str = "info", settings: Settings | None = None) -> None:
+    """Run a worker of ``app`` until SIGINT/SIGTERM (what ``faust -A ... worker`` does). Logging
+    is tickflow's (``tickflow/logs.py``: text or JSON, secrets redacted), not Faust's own."""
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=loglevel)
+    from tickflow.logs import configure_logging, settings_secrets
+
+    configure_logging(loglevel.upper(), secrets=settings_secrets(settings))
+    worker = Worker(app, loglevel=loglevel, override_logging=False)
     # At WARN and above Faust adds a terminal spinner that sets the root logger to DEBUG, so that
     # every library's debug call (aiokafka logs each record sent) builds a log record: off.
     worker.spinner = None

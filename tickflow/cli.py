@@ -127,7 +127,8 @@ def worker_cmd(
 
     overrides = {"app_id": app_id, "web_port": web_port, "store": store}
     processors = ProcessorSettings(**{k: v for k, v in overrides.items() if v is not None})
-    run_worker(create_app(_settings(config), processors), loglevel=loglevel)
+    settings = _settings(config)
+    run_worker(create_app(settings, processors), loglevel=loglevel, settings=settings)
 
 
 @app.command("simulate")
@@ -474,8 +475,37 @@ def _print_status(settings: Settings) -> None:
         console.print(f"schema subjects: {len(registry.subjects())} (compatibility {registry.compatibility()})")
 
 
+@app.callback()
+def _options(
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="text or json (also TICKFLOW_LOG_FORMAT; children inherit it).")
+    ] = None,
+) -> None:
+    """tickflow: crypto market data and orders on Kafka."""
+    import os
+
+    from tickflow.logs import configure_logging
+
+    if log_format is not None:
+        if log_format not in ("text", "json"):
+            raise typer.BadParameter(f"--log-format {log_format}: text or json")
+        os.environ["TICKFLOW_LOG_FORMAT"] = log_format  # the processes `tickflow up` starts too
+        configure_logging(logging.WARNING, log_format, _secrets())
+
+
+def _secrets() -> list[str]:
+    from tickflow.logs import settings_secrets
+
+    try:
+        return settings_secrets(load_settings())
+    except TickflowError:  # a bad config: the command says so; the environment's secrets still count
+        return settings_secrets(None)
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tickflow.logs import configure_logging
+
+    configure_logging(logging.WARNING, secrets=_secrets())
     try:
         app()
     except TickflowError as exc:

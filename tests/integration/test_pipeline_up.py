@@ -119,6 +119,10 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
         assert 'tickflow_producer_book_live{symbol="BTCUSDT",venue="binance-spot"} 1.0' in producer_metrics
         worker_metrics = get(f"http://127.0.0.1:{config_data['worker_port']}/metrics")
         assert "tickflow_worker_books_records_total" in worker_metrics
+        count = next(
+            line for line in worker_metrics.splitlines() if line.startswith("tickflow_worker_bbo_latency_seconds_count")
+        )
+        assert float(count.split()[-1]) > 0  # the latency histogram is fed
         assert 'tickflow_worker_book_health{symbol="BTC-USD",venue="coinbase"} 1.0' in worker_metrics
         pids = [p["pid"] for p in later["processes"]]
         state = Path(env["TICKFLOW_STACK__STATE_DIR"]) / "pipeline" / "pipeline.json"
