@@ -402,12 +402,14 @@ def up(
     try:
         if json_lines:
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                pipe.supervise()
                 print(json.dumps(pipe.status(), separators=(",", ":")), flush=True)
                 stop.wait(1.0)
         else:
             with Live(view.render(pipe.status()), console=console, refresh_per_second=2) as live:
                 while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
                     stop.wait(1.0)
+                    pipe.supervise()
                     live.update(view.render(pipe.status()))
     except KeyboardInterrupt:
         pass

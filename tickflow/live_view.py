@@ -50,7 +50,8 @@ class LiveView:
         processes = Table.grid(padding=(0, 2))
         for proc in status["processes"]:
             state = Text("running", "green") if proc["running"] else Text("EXITED", "bold red")
-            processes.add_row(proc["name"], str(proc["pid"]), state, Text(proc["log"], "dim"))
+            restarts = Text(f"restarted {proc['restarts']}x", "yellow") if proc.get("restarts") else Text("")
+            processes.add_row(proc["name"], str(proc["pid"]), state, restarts, Text(proc["log"], "dim"))
 
         producer, before = status.get("producer") or {}, previous.get("producer") or {}
         feeds_before = {f["venue"]: f for f in before.get("feeds", [])}

@@ -93,8 +93,13 @@ class Child:
     #: Its status endpoint (producer: ``/status``; worker: its web server's root), if any.
     url: str | None = None
     proc: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    #: Times it was started again after it exited, and when it may be next (a backoff).
+    restarts: int = 0
+    next_restart: float = 0.0
 
     def start(self, env: dict[str, str]) -> None:
+        self.env = env
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True)  # fmt: skip  # Ctrl-C reaches the supervisor only
@@ -102,6 +107,20 @@ class Child:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def restart_if_exited(self, progress: Callable[[str], None]) -> bool:
+        """Starts it again if it exited (a crash, a kill): after 1, 2, 4... up to 30 s, so a
+        process that cannot start does not spin. Said on the progress line and in its log."""
+        if self.proc is None or self.running or time.monotonic() < self.next_restart:
+            return False
+        code = self.proc.returncode
+        self.restarts += 1
+        self.next_restart = time.monotonic() + min(30.0, 2.0 ** (self.restarts - 1))
+        progress(f"{self.name} exited (code {code}): starting it again (restart {self.restarts}; log {self.log})")
+        with open(self.log, "ab") as out:
+            out.write(f"--- tickflow up: exited with code {code}, restart {self.restarts} ---\n".encode())
+        self.start(self.env)
+        return True
 
     def stop(self, grace: float = 30.0) -> None:
         if not self.running:
@@ -256,8 +275,8 @@ class Pipeline:
 
     def status(self) -> dict[str, Any]:
         """One look at everything (JSON-ready): processes, feeds, books, lag."""
-        processes = [{"name": c.name, "pid": c.proc.pid if c.proc else None, "running": c.running, "log": str(c.log)}
-                     for c in self.children]  # fmt: skip
+        processes = [{"name": c.name, "pid": c.proc.pid if c.proc else None, "running": c.running,
+                      "restarts": c.restarts, "log": str(c.log)} for c in self.children]  # fmt: skip
         out: dict[str, Any] = {
             "now": time.time(),
             "uptime": time.time() - self.started_at,
@@ -279,6 +298,12 @@ class Pipeline:
         out["workers"] = health
         out["lag"] = consumer_lag(self.settings, APP_ID, [topics.BOOK, topics.TRADES])
         return out
+
+    def supervise(self) -> None:
+        """Starts again any process that exited (called once a second by ``tickflow up``)."""
+        restarted = [child.restart_if_exited(self.progress) for child in self.children]
+        if any(restarted):
+            self._write_state()  # ``tickflow down`` must know the new pids
 
     # --- down ----------------------------------------------------------------------------------
 

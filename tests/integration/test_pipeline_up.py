@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -124,7 +125,18 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
         )
         assert float(count.split()[-1]) > 0  # the latency histogram is fed
         assert 'tickflow_worker_book_health{symbol="BTC-USD",venue="coinbase"} 1.0' in worker_metrics
-        pids = [p["pid"] for p in later["processes"]]
+        # kill -9 the producer: the supervisor starts it again, and events flow again.
+        producer = next(p for p in later["processes"] if p["name"] == "producer")
+        os.kill(producer["pid"], signal.SIGKILL)
+
+        def restarted(seen: list[dict]) -> bool:
+            now = seen[-1]
+            again = next(p for p in now["processes"] if p["name"] == "producer")
+            delivered = ((now.get("producer") or {}).get("kafka") or {}).get("delivered", 0)
+            return again["restarts"] == 1 and again["running"] and again["pid"] != producer["pid"] and delivered > 0
+
+        back = lines_until(proc, restarted, timeout=120)[-1]
+        pids = [p["pid"] for p in back["processes"]]
         state = Path(env["TICKFLOW_STACK__STATE_DIR"]) / "pipeline" / "pipeline.json"
         assert json.loads(state.read_text())["pid"] == proc.pid
     finally:
@@ -137,3 +149,4 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
     assert not state.exists()
     log = proc.stderr.read() if proc.stderr else ""
     assert "stopping worker 1" in log and "stopping simulator binance-spot" in log
+    assert "producer exited (code -9): starting it again (restart 1" in log
