@@ -24,6 +24,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -80,7 +81,14 @@ async def produce(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     registry = SchemaRegistry(settings.registry)
-    producer = EventProducer(settings.kafka, AvroCodec(registry))
+    latency = None
+    client_config: dict[str, Any] = {}
+    if status_port is not None:  # librdkafka's latency windows for /metrics, every 5 s
+        from producers.status import KafkaLatency
+
+        latency = KafkaLatency()
+        client_config = {"statistics.interval.ms": 5000, "stats_cb": latency}
+    producer = EventProducer(settings.kafka, AvroCodec(registry), config=client_config)
     feeds = []
     for feed in config.feeds:
         spec = VENUES[feed.venue]
@@ -109,7 +117,7 @@ async def produce(
     if status_port is not None:  # /health, /status, /metrics (producers/status.py)
         from producers.status import StatusServer
 
-        server = StatusServer(feeds, producer, status_port)
+        server = StatusServer(feeds, producer, status_port, latency=latency)
         await server.start()
     try:
         await asyncio.gather(serve_delivery_reports(), *(f.run(stop) for f in feeds))

@@ -6,7 +6,8 @@ health checks (``tickflow produce --status-port``):
 - ``GET /status``: JSON, per feed: connections (state, since when), counters (frames, events,
   malformed frames, snapshot failures, rate limiting), per symbol the book's state and its
   counters (diffs, resets: the gaps and resyncs, snapshots); and the Kafka producer's counters;
-- ``GET /metrics``: the same as Prometheus metrics, ``tickflow_producer_*``.
+- ``GET /metrics``: the same as Prometheus metrics, ``tickflow_producer_*``, and librdkafka's
+  own latency quantiles per broker (round trip, client queue, output buffer: ``KafkaLatency``).
 
 Everything is read from the feeds' own counters when asked (a Prometheus collector, not
 counters kept on the hot path). Nothing here carries a secret: no URL with credentials, no
@@ -70,8 +71,9 @@ def health(status: dict[str, Any]) -> list[str]:
 class _Collector:
     """Prometheus metrics read from the feeds at scrape time."""
 
-    def __init__(self, feeds: list[VenueFeed], producer: EventProducer | None) -> None:
-        self.feeds, self.producer = feeds, producer
+    def __init__(self, feeds: list[VenueFeed], producer: EventProducer | None,
+                 latency: KafkaLatency | None = None) -> None:  # fmt: skip
+        self.feeds, self.producer, self.latency = feeds, producer, latency
 
     def collect(self) -> Iterator[Metric]:
         status = snapshot(self.feeds, self.producer, 0.0)
@@ -99,21 +101,60 @@ class _Collector:
                 live.add_metric([venue, symbol], 1.0 if book["book"] == _LIVE else 0.0)
             up.add_metric([venue], sum(c["state"] in ("CONNECTED", "SUBSCRIBED") for c in feed["connections"]))
         yield from (*per_feed.values(), *per_symbol.values(), live, up)
+        if self.latency is not None:
+            yield self.latency.metric()
         if "kafka" in status:
             for name in ("sent", "delivered", "failed"):
                 yield CounterMetricFamily(f"tickflow_producer_kafka_{name}", f"Kafka records {name}",
                                           value=status["kafka"][name])  # fmt: skip
 
 
+class KafkaLatency:
+    """librdkafka's own latency windows (``statistics.interval.ms``; its ``stats_cb``): per
+    broker the produce round trip (``rtt``), the time records wait in the client's queue
+    (``int_latency``) and in its output buffer (``outbuf_latency``), each as p50/p95/p99 over
+    the last interval, in seconds. No cost per record: librdkafka measures, this reads its
+    summary every few seconds."""
+
+    STAGES = {"rtt": "round trip", "int_latency": "client queue", "outbuf_latency": "output buffer"}
+
+    def __init__(self) -> None:
+        self.latest: dict[str, dict[str, dict[str, float]]] = {}  # broker -> stage -> quantile -> s
+
+    def __call__(self, stats_json: str) -> None:
+        import json
+
+        stats = json.loads(stats_json)
+        latest = {}
+        for broker in stats.get("brokers", {}).values():
+            if broker.get("nodeid", -1) < 0:  # the bootstrap pseudo-broker
+                continue
+            latest[str(broker["nodeid"])] = {
+                stage: {q: broker[stage][q] / 1e6 for q in ("p50", "p95", "p99") if q in broker.get(stage, {})}
+                for stage in self.STAGES
+            }
+        self.latest = latest
+
+    def metric(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily("tickflow_producer_kafka_latency_seconds",
+                                   "librdkafka latency over its last statistics interval",
+                                   labels=["broker", "stage", "quantile"])  # fmt: skip
+        for broker, stages in self.latest.items():
+            for stage, quantiles in stages.items():
+                for q, value in quantiles.items():
+                    family.add_metric([broker, stage, str(int(q[1:]) / 100)], value)  # p99 -> 0.99
+        return family
+
+
 class StatusServer:
     """Serves ``/health``, ``/status`` and ``/metrics`` on ``host:port`` (loopback by default)."""
 
     def __init__(self, feeds: list[VenueFeed], producer: EventProducer | None, port: int,
-                 host: str = "127.0.0.1") -> None:  # fmt: skip
+                 host: str = "127.0.0.1", latency: KafkaLatency | None = None) -> None:  # fmt: skip
         self.feeds, self.producer, self.port, self.host = feeds, producer, port, host
         self.started = time.time()
         self.registry = CollectorRegistry()
-        self.registry.register(_Collector(feeds, producer))  # type: ignore[arg-type]
+        self.registry.register(_Collector(feeds, producer, latency))  # type: ignore[arg-type]
         self._runner: web.AppRunner | None = None
 
     def status(self) -> dict[str, Any]:

@@ -23,24 +23,27 @@ import yaml
 from tickflow.config import Settings
 
 
-def free_ports(count: int, start: int = 28000) -> list[int]:
-    ports: list[int] = []
-    port = start
-    while len(ports) < count:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                port += 1
-                continue
-        ports.append(port)
-        port += 1
-    return ports
+def free_ports(count: int, start: int) -> list[int]:
+    """``count`` consecutive free ports from ``start`` on (the pipeline numbers its simulators'
+    ports on from the first)."""
+    base = start
+    while True:
+        ports = list(range(base, base + count))
+        for port in ports:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    break
+        else:
+            return ports
+        base += count
 
 
 @pytest.fixture
 def pipeline_env(settings: Settings, tmp_path: Path) -> tuple[dict[str, str], Path]:
-    sim_a, sim_b, producer, worker, kafka, registry = free_ports(6, 28100)
+    # Ports from a base of this process's own (test runs side by side on one machine).
+    sim_a, sim_b, producer, worker, kafka, registry = free_ports(6, 28000 + os.getpid() % 500 * 9)
     config = tmp_path / "pipeline.yaml"
     venues = [{"venue": "binance-spot", "symbols": 4, "rate": 100}, {"venue": "coinbase", "symbols": 3, "rate": 60}]
     config.write_text(yaml.safe_dump({"venues": venues, "simulator_port": sim_a, "producer_port": producer,
@@ -118,6 +121,7 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
         producer_metrics = get(f"http://127.0.0.1:{config_data['producer_port']}/metrics")
         assert 'tickflow_producer_events_total{venue="coinbase"}' in producer_metrics
         assert 'tickflow_producer_book_live{symbol="BTCUSDT",venue="binance-spot"} 1.0' in producer_metrics
+        assert 'quantile="0.99",stage="rtt"' in producer_metrics  # librdkafka's windows, every 5 s
         worker_metrics = get(f"http://127.0.0.1:{config_data['worker_port']}/metrics")
         assert "tickflow_worker_books_records_total" in worker_metrics
         count = next(
@@ -143,7 +147,8 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
         # ``tickflow down`` from another process: the supervisor stops everything and exits.
         down = subprocess.run([sys.executable, "-m", "tickflow.cli", "down"], env=env, capture_output=True, text=True,
                               timeout=180)  # fmt: skip
-        assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""
+        exit_code = proc.wait(120)
+    assert exit_code == 0, proc.stderr.read() if proc.stderr else ""
     assert down.returncode == 0 and "stopped: pipeline" in down.stderr
     assert not [pid for pid in pids if alive(pid)]
     assert not state.exists()
