@@ -5,8 +5,10 @@
   worker is up, its outputs for that instrument say so);
 - ``GET /metrics``: ``tickflow_worker_*``: the agents' counters (records, outputs, dead letters,
   klines, corrections), per book its health, counters (applied, duplicates, ignored,
-  invalidations) and last update's age, and the best bid/offer records' latency from receive to
-  processed as a histogram (``tickflow_worker_bbo_latency_seconds``).
+  invalidations) and last update's age, the best bid/offer records' latency from receive to
+  processed as a histogram (``tickflow_worker_bbo_latency_seconds``), and per agent and source
+  partition the records not applied yet (``tickflow_worker_lag_records``: the partition's high
+  watermark as the consumer last fetched it, after the agent's last applied offset).
 
 Read from the agents' state when asked, nothing counted twice on the hot path.
 """
@@ -66,6 +68,22 @@ class _Collector:
                 family.add_metric(key, getattr(book.counters, name))
         yield from (health, age, *per_book.values())
         yield from self.app.tickflow_books.latency.collect()
+        yield self._lag()
+
+    def _lag(self) -> Metric:
+        """Per agent and source partition assigned here: records after the last one applied."""
+        lag = GaugeMetricFamily("tickflow_worker_lag_records", "Records of the partition not applied yet",
+                                labels=["agent", "topic", "partition"])  # fmt: skip
+        consumer = self.app.consumer
+        assigned = consumer.assignment()
+        for name, agent in (("books", self.app.tickflow_books), ("klines", self.app.tickflow_klines)):
+            for tp, offset in list(agent.state.positions.applied.items()):
+                if tp not in assigned:
+                    continue
+                high = consumer.highwater(tp)  # None until the partition's first fetch
+                if high is not None:
+                    lag.add_metric([name, tp.topic, str(tp.partition)], max(0, high - offset - 1))
+        return lag
 
 
 def register_health_views(app: faust.App) -> None:

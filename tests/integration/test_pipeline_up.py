@@ -128,6 +128,7 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
             line for line in worker_metrics.splitlines() if line.startswith("tickflow_worker_bbo_latency_seconds_count")
         )
         assert float(count.split()[-1]) > 0  # the latency histogram is fed
+        assert 'tickflow_worker_lag_records{agent="books",' in worker_metrics
         assert 'tickflow_worker_book_health{symbol="BTC-USD",venue="coinbase"} 1.0' in worker_metrics
         # kill -9 the producer: the supervisor starts it again, and events flow again.
         producer = next(p for p in later["processes"] if p["name"] == "producer")
