@@ -26,6 +26,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 from producers.venues import VENUES
 from tickflow.consumer import EventConsumer
@@ -79,11 +81,15 @@ def find_symbols(open_range: OpenRange) -> dict[str, list[str]]:
                 if isinstance(event, RawFrame):
                     texts.setdefault(event.venue, []).append(event.payload)
             for venue, frames in texts.items():
-                spec = VENUES.get(venue)
-                if spec is None:
+                if venue not in VENUES:
                     raise ConfigError(f"frames of venue {venue!r}, which has no normalizer; known: {sorted(VENUES)}")
-                found.setdefault(venue, set()).update(spec.market_data().capture_symbols("", frames))
+                found.setdefault(venue, set()).update(_market_data(venue).capture_symbols("", frames))
     return {venue: sorted(symbols) for venue, symbols in found.items()}
+
+
+@cache
+def _market_data(venue: str) -> Any:
+    return VENUES[venue].market_data()
 
 
 def reparse(
@@ -103,8 +109,7 @@ def reparse(
     sink = _PrefixSink(producer, prefix, result, ensure)
     streams = {}
     for venue, symbols in result.symbols.items():
-        market_data = VENUES[venue].market_data()
-        streams[venue] = market_data.make_stream(symbols, sink, lambda symbol: None, {})
+        streams[venue] = _market_data(venue).make_stream(symbols, sink, lambda symbol: None, {})
     with open_range() as consumer:
         for record in consumer:
             frame = record.event

@@ -90,7 +90,7 @@ cdef class _Column:
     #: Nested columns: the record's fields (RECORD) or the array items' fields (ARRAY).
     cdef list children
     cdef Py_ssize_t items  # ARRAY: items appended so far (the children's length)
-    cdef int32_t symbols  # ENUM: how many
+    cdef readonly tuple symbols  # ENUM: its symbols by index
 
     def __init__(self, str name, int kind, bint nullable, object arg):
         self.name = name
@@ -101,7 +101,7 @@ cdef class _Column:
         if kind == K_RECORD or kind == K_ARRAY:
             self.children = _columns(arg)
         if kind == K_ENUM:
-            self.symbols = len(arg)
+            self.symbols = _enum_symbols(arg)
         if kind == K_STRING or kind == K_BYTES or kind == K_ARRAY:
             (<int32_t*>self.offsets.grow(4))[0] = 0
 
@@ -168,8 +168,8 @@ cdef class _Column:
             (<int32_t*>self.offsets.grow(4))[0] = <int32_t>self.values.size
         elif self.kind == K_ENUM:
             index = _long(c)
-            if not 0 <= index < self.symbols:
-                raise MalformedRecord(f"enum index {index} (the schema has {self.symbols} symbols)")
+            if not 0 <= index < len(self.symbols):
+                raise MalformedRecord(f"enum index {index} (the schema has {len(self.symbols)} symbols)")
             (<int32_t*>self.values.grow(4))[0] = <int32_t>index
         elif self.kind == K_RECORD:
             _read_fields(self.children, c)
@@ -223,7 +223,8 @@ cdef class _Column:
         """The column's buffers (and its children's), and a fresh start."""
         out = {"name": self.name, "kind": self.kind, "length": self.length, "null_count": self.null_count,
                "validity": self.validity.take() if self.nullable else None, "values": self.values.take(),
-               "offsets": None, "children": [(<_Column>child).take() for child in self.children]}
+               "offsets": None, "children": [(<_Column>child).take() for child in self.children],
+               "symbols": self.symbols}
         if self.kind == K_STRING or self.kind == K_BYTES or self.kind == K_ARRAY:
             out["offsets"] = self.offsets.take()
             (<int32_t*>self.offsets.grow(4))[0] = 0

@@ -78,10 +78,7 @@ cdef class Reader:
         args = []
         for kind, arg in zip(plan.kinds, plan.args):
             if kind == K_ENUM:
-                symbols = [None] * len(arg)
-                for symbol, index in arg.items():
-                    symbols[index] = symbol
-                args.append(tuple(symbols))
+                args.append(_enum_symbols(arg))
             elif kind == K_ARRAY or kind == K_RECORD:
                 args.append(Reader(arg))
             else:

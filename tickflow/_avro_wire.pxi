@@ -58,3 +58,11 @@ cdef inline int64_t _block(_Cursor* c) except? -1:
     if count > c.end - c.pos:  # each item takes at least a byte: a corrupt count
         raise MalformedRecord(f"array block of {count} items in {c.end - c.pos} bytes")
     return count
+
+
+cdef tuple _enum_symbols(dict index_of):
+    """An enum's symbols by index, from the plan's symbol -> index."""
+    cdef list symbols = [None] * len(index_of)
+    for symbol, index in index_of.items():
+        symbols[index] = symbol
+    return tuple(symbols)

@@ -17,7 +17,7 @@ extensions every record goes through typed events (same table, much slower).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +26,10 @@ import pyarrow as pa
 
 from tickflow import avro_plan
 from tickflow.codec import HEADER_SIZE, AvroCodec
+from tickflow.consumer import EventConsumer, gc_paused
 from tickflow.errors import CodecError
 from tickflow.events import Event
+from tickflow.schemas import RecordSchema
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -91,14 +93,9 @@ def _fields(record: dict[str, Any], named: dict[str, Any]) -> list[pa.Field]:
     return out
 
 
-def arrow_schema(record: dict[str, Any]) -> pa.Schema:
-    """The Arrow schema of an event record schema (the contract's), with the ``kafka_`` columns."""
-    return pa.schema([*_fields(record, {}), *_KAFKA_FIELDS], metadata={"avro_name": _fullname(record)})
-
-
-def _fullname(record: dict[str, Any]) -> str:
-    name = record["name"]
-    return name if "." in name else f"{record.get('namespace', '')}.{name}".lstrip(".")
+def arrow_schema(record: RecordSchema) -> pa.Schema:
+    """The Arrow schema of an event record of the contract, with the ``kafka_`` columns."""
+    return pa.schema([*_fields(record.schema, {}), *_KAFKA_FIELDS], metadata={"avro_name": record.fullname})
 
 
 # --- from the column reader's buffers ------------------------------------------------------------
@@ -120,7 +117,7 @@ def _array(column: dict[str, Any], arrow: pa.DataType) -> pa.Array:
     validity = pa.py_buffer(column["validity"]) if nulls else None
     if pa.types.is_dictionary(arrow):  # an enum: its indexes over its symbols
         indices = pa.Array.from_buffers(pa.int32(), n, [validity, pa.py_buffer(column["values"])], nulls)
-        return pa.DictionaryArray.from_arrays(indices, _strings(column["symbols"]))
+        return pa.DictionaryArray.from_arrays(indices, _strings(list(column["symbols"])))
     if pa.types.is_string(arrow) or pa.types.is_binary(arrow):
         out = pa.Array.from_buffers(
             arrow, n, [validity, pa.py_buffer(column["offsets"]), pa.py_buffer(column["values"])], nulls
@@ -186,15 +183,13 @@ class _TypeColumns:
     """The records of one event type read so far: its columns, and the ``kafka_`` columns."""
 
     def __init__(self, codec: AvroCodec, event_type: type[Event], plan: Any) -> None:
-        record = codec.contract[event_type.avro_name]
         self.event_type = event_type
-        self.schema = arrow_schema(record.schema)
+        self.schema = arrow_schema(codec.contract[event_type.avro_name])
         compiled = _avro_columns is not None and plan is not None
         self.reader = _avro_columns.ColumnReader(plan) if compiled else None
         self.coordinates = _avro_columns.Coordinates() if compiled else _PyCoordinates()
         # Records of another schema version, decoded then written again in ours: the body only.
         self.rewrite = avro_plan.compiled.Encoder(b"", plan, None) if compiled else None
-        self.symbols = _enum_symbols(plan) if plan is not None else {}
         self.events: list[Event] = []  # without the compiled reader
         self.batches: list[pa.RecordBatch] = []
 
@@ -219,10 +214,7 @@ class _TypeColumns:
         fields = list(self.schema)[: -len(_KAFKA_FIELDS)]
         if self.reader is not None:
             columns = self.reader.take()
-            arrays = [
-                _array({**column, "symbols": self.symbols.get(column["name"])}, field.type)
-                for column, field in zip(columns, fields, strict=True)
-            ]
+            arrays = [_array(column, field.type) for column, field in zip(columns, fields, strict=True)]
         else:
             rows = [msgspec.to_builtins(e, builtin_types=(Decimal,)) for e in self.events]
             arrays = [pa.array([row[f.name] for row in rows], f.type) for f in fields]
@@ -233,18 +225,6 @@ class _TypeColumns:
     def table(self) -> pa.Table:
         self.flush()
         return pa.Table.from_batches(self.batches, schema=self.schema)
-
-
-def _enum_symbols(plan: Any) -> dict[str, list[str]]:
-    """Top-level enum fields' symbols by index (the column reader keeps the indexes)."""
-    out = {}
-    for name, kind, arg in zip(plan.names, plan.kinds, plan.args, strict=True):
-        if kind == avro_plan.compiled.KIND_ENUM:
-            symbols = [""] * len(arg)
-            for symbol, index in arg.items():
-                symbols[index] = symbol
-            out[name] = symbols
-    return out
 
 
 class ArrowBuilder:
@@ -258,6 +238,19 @@ class ArrowBuilder:
         self._by_type: dict[type[Event], _TypeColumns] = {}
         #: Reads the records of the schema ids it knows (exactly ours) a list at a time, in C.
         self._messages = _avro_columns.MessageReader() if _avro_columns is not None else None
+
+    def read(self, consumer: EventConsumer) -> Iterator[int]:
+        """Reads ``consumer``'s range into the tables, a batch at a time, yielding the records each
+        batch held (for progress, and for writers that ``drain`` as they read). Undecodable
+        records go to ``consumer.skip`` (raised, or counted); the rest count as consumed. The
+        cyclic GC is paused meanwhile (``consumer.gc_paused``)."""
+        stats = consumer.stats
+        with gc_paused():
+            for batch in consumer.batches():
+                skipped = stats.skipped
+                self.add_messages(batch, consumer.skip)
+                stats.consumed += len(batch) - (stats.skipped - skipped)
+                yield len(batch)
 
     def add_messages(self, messages: list[Message], on_error: Callable[[Message, CodecError], None]) -> None:
         """Every record of ``messages`` (confluent-kafka's); ``on_error(message, error)`` for
@@ -298,9 +291,6 @@ class ArrowBuilder:
         columns.add(payload, exact, self.codec, topic, partition, offset, timestamp_ms)
         if len(columns) >= BATCH_RECORDS:
             columns.flush()
-
-    def __len__(self) -> int:
-        return sum(len(c) + sum(b.num_rows for b in c.batches) for c in self._by_type.values())
 
     def drain(self, final: bool = False) -> list[tuple[type[Event], pa.RecordBatch]]:
         """The record batches completed so far (``final``: with the records not yet in one),

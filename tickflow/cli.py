@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +15,10 @@ from rich.table import Table
 
 from tickflow.config import Settings, load_settings
 from tickflow.errors import TickflowError
+
+if TYPE_CHECKING:
+    from tickflow.codec import AvroCodec
+    from tickflow.consumer import EventConsumer
 
 console = Console(stderr=False)
 err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, greppable in logs
@@ -212,7 +217,9 @@ def capture_check_cmd(
     print(json.dumps(summary, separators=(",", ":")))
 
 
-def _reparse(settings: Settings, codec: object, first: object, prefix: str, advance: object) -> None:
+def _reparse(
+    settings: Settings, codec: AvroCodec, first: EventConsumer, prefix: str, advance: Callable[[int], None]
+) -> None:
     """``tickflow replay --reparse``: ``first`` (an ``EventConsumer`` of the range) is read, then
     a second one like it (producers/reparse.py)."""
     import json
@@ -220,10 +227,8 @@ def _reparse(settings: Settings, codec: object, first: object, prefix: str, adva
     from producers.reparse import reparse
     from tickflow import replay
     from tickflow.admin import admin_client
-    from tickflow.consumer import EventConsumer
     from tickflow.producer import EventProducer
 
-    assert isinstance(first, EventConsumer)
     consumers = [first]
 
     def open_range() -> EventConsumer:
@@ -236,8 +241,8 @@ def _reparse(settings: Settings, codec: object, first: object, prefix: str, adva
         if replay.ensure_target(settings.kafka, target, partitions):
             err.print(f"created {target} ({partitions} partitions)")
 
-    with EventProducer(settings.kafka, codec) as producer:  # type: ignore[arg-type]
-        result = reparse(open_range, producer, prefix, ensure, advance)  # type: ignore[arg-type]
+    with EventProducer(settings.kafka, codec) as producer:
+        result = reparse(open_range, producer, prefix, ensure, advance)
     for target, count in sorted(result.published.items()):
         err.print(f"{target}: {count:,} events")
     for venue, waiting in result.waiting_for_snapshot.items():

@@ -168,10 +168,9 @@ class EventConsumer:
             **(config or {}),
         }
         self._consumer = Consumer(conf)
-        self._assignment = self._resolve(topics, start or StartAt.beginning(), partitions)
-        self._ends: dict[tuple[str, int], _End] = {
-            (tp.topic, tp.partition): self._end_offset(tp, end or EndAt.never()) for tp in self._assignment
-        }
+        self._assignment: list[TopicPartition] = []
+        self._ends: dict[tuple[str, int], _End] = {}
+        self._resolve(topics, start or StartAt.beginning(), end or EndAt.never(), partitions)
         self._consumer.assign(self._assignment)
 
     # --- positions -----------------------------------------------------------------------------
@@ -197,17 +196,19 @@ class EventConsumer:
         except KafkaException as exc:
             raise BrokerUnavailable(f"cannot read offsets of {topic}[{partition}]: {exc}") from exc
 
-    def _resolve(self, topics: list[str], start: StartAt, only: list[int] | None) -> list[TopicPartition]:
-        assignment = []
+    def _resolve(self, topics: list[str], start: StartAt, end: EndAt, only: list[int] | None) -> None:
+        """The assignment (each partition at its start offset) and each partition's end, from one
+        look at its watermarks."""
         for topic, parts in self._partitions_of(topics).items():
             for p in parts:
                 if only is not None and p not in only:
                     continue
-                assignment.append(self._start_offset(topic, p, start))
-        return assignment
+                low, high = self.watermarks(topic, p)
+                tp = self._start_offset(topic, p, start, low, high)
+                self._assignment.append(tp)
+                self._ends[(topic, p)] = self._end_offset(tp, end, low, high)
 
-    def _start_offset(self, topic: str, partition: int, start: StartAt) -> TopicPartition:
-        low, high = self.watermarks(topic, partition)
+    def _start_offset(self, topic: str, partition: int, start: StartAt, low: int, high: int) -> TopicPartition:
         # The beginning and the end as the offsets they are now: librdkafka resolving its logical
         # offsets itself took 0.3-0.6 s before the first record (bench/replay_bench.py). Should
         # retention delete the first records in the meantime, reading them fails with
@@ -259,10 +260,9 @@ class EventConsumer:
         finally:
             self._consumer.unassign()
 
-    def _end_offset(self, tp: TopicPartition, end: EndAt) -> _End:
+    def _end_offset(self, tp: TopicPartition, end: EndAt, low: int, high: int) -> _End:
         if end.kind == "never":
             return None
-        low, high = self.watermarks(tp.topic, tp.partition)
         if end.kind == "now":
             return high
         if end.kind == "offset":
@@ -357,7 +357,10 @@ class EventConsumer:
 
     def __iter__(self) -> Iterator[ConsumedEvent]:
         """Every event from the start position to the end (forever if there is none)."""
-        for batch in self.batches():
+        return self._events()
+
+    def _events(self, idle_timeout: float | None = None) -> Iterator[ConsumedEvent]:
+        for batch in self.batches(idle_timeout=idle_timeout):
             for msg in batch:
                 event = self._decode(msg)
                 if event is not None:
@@ -428,11 +431,7 @@ class EventConsumer:
         partition has not reached its end offset.
         """
         self._ends = {tp: self.watermarks(*tp)[1] for tp in self._ends}
-        for batch in self.batches(idle_timeout=idle_timeout):
-            for msg in batch:
-                event = self._decode(msg)
-                if event is not None:
-                    yield event
+        return self._events(idle_timeout)
 
     def _position(self, tp: tuple[str, int]) -> int:
         """The offset of the next record this consumer will read from ``tp``."""

@@ -35,7 +35,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -43,6 +43,9 @@ from pydantic import BaseModel, Field, ValidationError
 from tickflow import topics
 from tickflow.config import Settings
 from tickflow.errors import ConfigError, InfraError
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 #: The supervisor's group id for its processors (the Faust app id): the lag shown is theirs.
 APP_ID = "tickflow-processors"
@@ -167,6 +170,7 @@ class Pipeline:
     children: list[Child] = field(default_factory=list)
     managed_stack: bool = False
     started_at: float = field(default_factory=time.time)
+    _admin: AdminClient | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -296,7 +300,11 @@ class Pipeline:
                 health.append({"worker": child.name, **(_get_json(f"{child.url}/health") or {})})
         out["books"] = books
         out["workers"] = health
-        out["lag"] = consumer_lag(self.settings, APP_ID, [topics.BOOK, topics.TRADES])
+        if self._admin is None:  # one client for the run: a new one a second meant a new connection a second
+            from tickflow.admin import admin_client
+
+            self._admin = admin_client(self.settings.kafka)
+        out["lag"] = consumer_lag(self._admin, APP_ID, [topics.BOOK, topics.TRADES])
         return out
 
     def supervise(self) -> None:
@@ -323,15 +331,12 @@ class Pipeline:
         return stopped
 
 
-def consumer_lag(settings: Settings, group: str, names: list[str]) -> dict[str, int] | None:
+def consumer_lag(admin: AdminClient, group: str, names: list[str]) -> dict[str, int] | None:
     """Records not yet processed by ``group`` per topic (end offsets - committed offsets)."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import OffsetSpec
 
-    from tickflow.admin import admin_client
-
     try:
-        admin = admin_client(settings.kafka)
         metadata = admin.list_topics(timeout=5).topics
         partitions = [TopicPartition(t, p) for t in names if t in metadata for p in metadata[t].partitions]
         request = [ConsumerGroupTopicPartitions(group, partitions)]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings, load_settings
-from tickflow.consumer import ConsumedEvent, EndAt, EventConsumer, StartAt, gc_paused
+from tickflow.consumer import ConsumedEvent, EndAt, EventConsumer, StartAt
 from tickflow.errors import TickflowError
 from tickflow.events import EVENT_TYPES, Event
 from tickflow.registry import SchemaRegistry
@@ -103,13 +103,9 @@ class Reading:
         if not self.consumer.bounded:
             raise UnboundedRead("this read has no end (end=None): give end='now', an offset or a datetime")
         builder = ArrowBuilder(self.consumer.codec)
-        stats = self.consumer.stats
-        with gc_paused():
-            for batch in self.consumer.batches():
-                skipped = stats.skipped
-                builder.add_messages(batch, self.consumer.skip)
-                stats.consumed += len(batch) - (stats.skipped - skipped)
-            return {event_type.__name__: table for event_type, table in builder.tables().items()}
+        for _ in builder.read(self.consumer):
+            pass
+        return {event_type.__name__: table for event_type, table in builder.tables().items()}
 
     def to_arrow(self, event_type: str | type[Event] | None = None) -> pyarrow.Table:
         """The range as one Arrow table: of ``event_type`` (a name such as ``"Trade"``, or the
@@ -130,7 +126,7 @@ class Reading:
             known = {t.__name__: t for t in EVENT_TYPES.values()}
             if name not in known:
                 raise TickflowError(f"no event type {name!r}; there are {sorted(known)}")
-            schema = arrow_schema(self.consumer.codec.contract[known[name].avro_name].schema)
+            schema = arrow_schema(self.consumer.codec.contract[known[name].avro_name])
             return pa.Table.from_batches([], schema=schema)
         return tables[name]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from tickflow.arrow import ArrowBuilder
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
-from tickflow.consumer import EventConsumer, gc_paused
+from tickflow.consumer import EventConsumer
 from tickflow.errors import CodecError
 from tickflow.producer import EventProducer
 
@@ -77,17 +77,15 @@ def export_parquet(consumer: EventConsumer, directory: Path, progress: Progress 
             result.files[name] = (path, rows + batch.num_rows)
             result.written += batch.num_rows
 
+    skipped = consumer.stats.skipped
     try:
-        with gc_paused():
-            for batch in consumer.batches():
-                skipped = consumer.stats.skipped
-                builder.add_messages(batch, consumer.skip)
-                result.skipped += consumer.stats.skipped - skipped
-                result.read += len(batch)
-                write(builder.drain())
-                if progress is not None:
-                    progress(result.read)
-            write(builder.drain(final=True))
+        for count in builder.read(consumer):
+            result.read += count
+            write(builder.drain())
+            if progress is not None:
+                progress(result.read)
+        write(builder.drain(final=True))
+        result.skipped = consumer.stats.skipped - skipped
     finally:
         for writer in writers.values():
             writer.close()

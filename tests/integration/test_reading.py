@@ -242,7 +242,7 @@ def test_a_topic_of_several_types_gives_a_table_each_and_parquet_round_trips_exa
             False,
         )
     )
-    assert again.equals(book.cast(again.schema)) if again.schema != book.schema else again.equals(book)
+    assert again.schema.equals(book.schema) and again.equals(book)  # Parquet keeps the Arrow schema
     assert _events_of(again, BookUpdate) == _events_of(book, BookUpdate)
     frame = tables["Trade"].to_pandas()
     assert frame["price"].iloc[0] == D("0.000012345678901234") and frame["side"].iloc[0] == "BUY"

@@ -71,18 +71,27 @@ def reparse(settings: Settings) -> Iterator[Callable[[str, str], dict]]:
             future.result()
 
 
-def routes(new_topic: Callable[..., str], venue: str) -> dict[str, str]:
-    return {topics.BOOK: new_topic("live.book"), topics.TRADES: new_topic("live.trades"),
-            topics.raw_topic(venue): new_topic("live.raw", partitions=1)}  # fmt: skip
+@pytest.fixture
+def live_then_again(
+    settings: Settings, codec: AvroCodec, new_topic: Callable[..., str], reparse: Callable[[str, str], dict]
+) -> Callable[[str, Any], tuple[dict[str, str], str, dict]]:
+    """Runs ``venue``'s feed against ``sim`` for 5 s with raw frames captured into test topics,
+    then re-parses its raw topic: (the live topics by pipeline topic, the prefix, the summary)."""
+
+    def run(venue: str, sim: Any) -> tuple[dict[str, str], str, dict]:
+        route = {topics.BOOK: new_topic("live.book"), topics.TRADES: new_topic("live.trades"),
+                 topics.raw_topic(venue): new_topic("live.raw", partitions=1)}  # fmt: skip
+        record(settings, codec, venue, sim, route, 5.0)
+        raw = route[topics.raw_topic(venue)]
+        return route, f"{raw}.again.", reparse(raw, f"{raw}.again.")
+
+    return run
 
 
 def test_a_coinbase_raw_topic_reparses_into_the_same_books_and_trades(
-    settings: Settings, codec: AvroCodec, new_topic: Callable[..., str], reparse: Callable[[str, str], dict]
+    settings: Settings, codec: AvroCodec, live_then_again: Callable[[str, Any], tuple[dict[str, str], str, dict]]
 ) -> None:
-    route = routes(new_topic, "coinbase")
-    record(settings, codec, "coinbase", CoinbaseSynthetic(symbols=3, seed=4, rate=300), route, 5.0)
-    prefix = f"{route[topics.raw_topic('coinbase')]}.again."
-    summary = reparse(route[topics.raw_topic("coinbase")], prefix)
+    route, prefix, summary = live_then_again("coinbase", CoinbaseSynthetic(symbols=3, seed=4, rate=300))
     assert summary["frames"] > 500 and summary["malformed_frames"] == 0 and not summary["waiting_for_snapshot"]
     live_book = events(settings, codec, route[topics.BOOK], BookUpdate)
     again_book = events(settings, codec, prefix + topics.BOOK, BookUpdate)
@@ -92,12 +101,9 @@ def test_a_coinbase_raw_topic_reparses_into_the_same_books_and_trades(
 
 
 def test_a_binance_raw_topic_reparses_trades_and_says_books_need_snapshots(
-    settings: Settings, codec: AvroCodec, new_topic: Callable[..., str], reparse: Callable[[str, str], dict]
+    settings: Settings, codec: AvroCodec, live_then_again: Callable[[str, Any], tuple[dict[str, str], str, dict]]
 ) -> None:
-    route = routes(new_topic, "binance-spot")
-    record(settings, codec, "binance-spot", BinanceSynthetic(symbols=3, seed=4, rate=300), route, 5.0)
-    prefix = f"{route[topics.raw_topic('binance-spot')]}.again."
-    summary = reparse(route[topics.raw_topic("binance-spot")], prefix)
+    route, prefix, summary = live_then_again("binance-spot", BinanceSynthetic(symbols=3, seed=4, rate=300))
     assert summary["waiting_for_snapshot"]["binance-spot"] > 100  # counted and said, not silently lost
     live_trades = events(settings, codec, route[topics.TRADES], Trade)
     again = events(settings, codec, prefix + topics.TRADES, Trade)
