@@ -44,6 +44,20 @@ class Faults:
     #: Message faults stop this many seconds after a connection opened: a run can end with a
     #: clean tail (a message lost at the very end is detectable only by the next one).
     quiet_after: float | None = None
+    #: Trading API (order endpoints; "create" = a request that places an order). Latency in
+    #: seconds added to every trading request, or to every n-th one.
+    order_latency: float = 0.0
+    order_latency_every: int | None = None
+    #: Every n-th create is executed (the order exists) but its answer is held ``order_timeout_hold``
+    #: seconds, longer than a client waits: an unknown outcome for the client.
+    order_timeout_every: int | None = None
+    order_timeout_hold: float = 30.0
+    #: Every n-th create is executed, then answered 5xx (the venue's "status unknown" reply).
+    order_5xx_after_accept_every: int | None = None
+    #: Every n-th create is answered 5xx and not executed.
+    order_5xx_before_accept_every: int | None = None
+    #: Every n-th create is answered 429 (the venue's headers and body) and not executed.
+    order_429_every: int | None = None
 
     def message_faults(self) -> bool:
         return any((self.drop_depth_every, self.duplicate_depth_every, self.reorder_depth_every,
@@ -89,6 +103,19 @@ class SimStats:
     refused: list[str] = field(default_factory=list)
     #: Every message fault, in order.
     injected: list[Injected] = field(default_factory=list)
+    #: Trading API: requests, order creates, and what was injected into them (client order ids).
+    trading_requests: int = 0
+    order_creates: int = 0
+    slowed_orders: int = 0
+    #: Executed, answered only after ``order_timeout_hold``: a client must recover each of these.
+    orders_timed_out: list[str] = field(default_factory=list)
+    #: Executed, answered 5xx.
+    orders_5xx_after_accept: list[str] = field(default_factory=list)
+    #: Answered 5xx or 429 and not executed (the client order id sent, "" if none).
+    orders_5xx_before_accept: list[str] = field(default_factory=list)
+    orders_throttled: list[str] = field(default_factory=list)
+    #: Order-rate limit (not injected) answers: 429 for too many new orders.
+    order_rate_limited: int = 0
 
     def of_kind(self, kind: str) -> list[Injected]:
         return [i for i in self.injected if i.kind == kind]

@@ -5,10 +5,13 @@ from __future__ import annotations
 from simulator.binance.markets import SPOT, USDM, BinanceMarket
 from simulator.binance.render import MEAN_EVENT_LAG_MS, BinanceRenderer, venue_symbol
 from simulator.binance.server import BinanceServer
+from simulator.binance.trading import BinanceTrading
 from simulator.faults import Faults, SimStats
 from simulator.instruments import Instrument
 from simulator.market import SyntheticMarket
 from simulator.timeline import SyntheticFeed
+from simulator.trading.config import TradingConfig
+from simulator.trading.engine import Engine
 
 
 class SyntheticSource:
@@ -51,6 +54,10 @@ class BinanceSynthetic(BinanceServer):
     (paced, speed 1) instead pins it to the wall clock when the first client connects: a
     message's ``E`` is then, to the millisecond, when the simulator sent it (when it fell due;
     later only if the simulator itself falls behind), for latency benchmarks.
+
+    ``trading=TradingConfig(...)`` also serves the private order API (``simulator.binance.trading``)
+    on its own port: ``trading_url``, ``engine`` (every order), ``trading`` (its server; swap its
+    ``faults`` at runtime).
     """
 
     def __init__(
@@ -72,6 +79,7 @@ class BinanceSynthetic(BinanceServer):
         ban_seconds: float = 120.0,
         faults: Faults | None = None,
         stats: SimStats | None = None,
+        trading: TradingConfig | None = None,
     ) -> None:
         market = USDM if usdm else SPOT
         synthetic = SyntheticMarket(symbols, seed=seed, quote="USDT", rate=rate or 1000.0, start_ms=start_ms)
@@ -85,6 +93,63 @@ class BinanceSynthetic(BinanceServer):
             SyntheticSource(market, synthetic, renderer, feed), market, host=host, port=port,
             weight_limit=weight_limit, weight_window=weight_window, ban_seconds=ban_seconds, faults=faults, stats=stats,
         )  # fmt: skip
+        self.trading_config = trading
+        self.seed = seed
+        self.trading: BinanceTrading | None = None
+
+    async def __aenter__(self) -> BinanceSynthetic:
+        await super().__aenter__()
+        if self.trading_config is not None:
+            try:
+                await self._start_trading(self.trading_config)
+            except BaseException:
+                await super().__aexit__(None, None, None)
+                raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.trading is not None:
+            await self.trading.stop()
+        await super().__aexit__(*exc)
+
+    async def _start_trading(self, config: TradingConfig) -> None:
+        from simulator.binance import rest
+
+        source = self.source
+        assert isinstance(source, SyntheticSource)
+        numbers = {symbol: n for n, symbol in enumerate(source.instruments)}
+
+        def book(symbol: str) -> tuple[dict[int, int], dict[int, int]]:
+            bids, asks, _ = source.feed.book(numbers[symbol])
+            return bids, asks
+
+        if not source.feed.full_speed:
+            # Orders trade against the live market, so it runs from now on, market-data client or not.
+            source.feed.start()
+        window = self._weights[self.market.rest_prefix]
+        engine = Engine(source.instruments, book, config.registry(), derivatives=self.market.usdm,
+                        taker_fee=config.taker_fee, maker_fee=config.maker_fee, leverage=config.leverage,
+                        fok_unfilled="reject" if self.market.usdm else "expire", seed=self.seed,
+                        first_order_id=1_000_000 + self.seed * 1000)  # fmt: skip
+        self.trading = BinanceTrading(
+            engine, self.market, weights=window, host=config.host, port=config.port, faults=self.faults,
+            stats=self.stats, match_interval=config.match_interval, order_limits=config.order_limits,
+            exchange_info=lambda query: rest.exchange_info(self.market, self._listed(query), window.limit),
+        )  # fmt: skip
+        await self.trading.start()
+
+    @property
+    def trading_url(self) -> str:
+        """Where the order API listens (``http://127.0.0.1:<port>``); only with ``trading=``."""
+        if self.trading is None:
+            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
+        return self.trading.url
+
+    @property
+    def engine(self) -> Engine:
+        if self.trading is None:
+            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
+        return self.trading.engine
 
     @property
     def symbols(self) -> list[str]:

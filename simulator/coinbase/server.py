@@ -24,12 +24,15 @@ from websockets.http11 import Response
 
 from simulator.coinbase import rest
 from simulator.coinbase.render import CoinbaseRenderer, head, product_id, tail
+from simulator.coinbase.trading import CoinbaseTrading
 from simulator.faults import Faults, SimStats
 from simulator.limits import RequestRate
 from simulator.market import SyntheticMarket
 from simulator.sender import Sender
 from simulator.server import VenueServer, cancel, json_response
 from simulator.timeline import Item, SyntheticFeed
+from simulator.trading.config import TradingConfig
+from simulator.trading.engine import Engine
 from simulator.wire import write_frames
 
 CHANNELS = ("heartbeats", "level2", "market_trades", "ticker", "candles", "status")
@@ -56,7 +59,9 @@ class Connection:
 
 class CoinbaseSynthetic(VenueServer):
     """Coinbase Advanced Trade over ``SyntheticMarket(symbols, seed=seed, quote="USD")``; ``rate``
-    and the bounds mean what they mean for ``BinanceSynthetic``."""
+    and the bounds mean what they mean for ``BinanceSynthetic``. ``trading=TradingConfig(...)`` also
+    serves the private order API (``simulator.coinbase.trading``) on its own port: ``trading_url``,
+    ``engine``, ``trading`` (its server; swap its ``faults`` at runtime)."""
 
     def __init__(
         self,
@@ -75,8 +80,12 @@ class CoinbaseSynthetic(VenueServer):
         public_rate: int = 10,
         faults: Faults | None = None,
         stats: SimStats | None = None,
+        trading: TradingConfig | None = None,
     ) -> None:
         super().__init__(host=host, port=port, faults=faults, stats=stats)
+        self.trading_config = trading
+        self.seed = seed
+        self.trading: CoinbaseTrading | None = None
         self.synthetic = SyntheticMarket(symbols, seed=seed, quote="USD", rate=rate or 1000.0, start_ms=start_ms)
         self.renderer = CoinbaseRenderer(self.synthetic)
         self.feed = SyntheticFeed(self.synthetic, self.renderer, rate=rate, last_ids=self.renderer.last_id,
@@ -89,6 +98,49 @@ class CoinbaseSynthetic(VenueServer):
     @property
     def symbols(self) -> list[str]:
         return list(self.products)
+
+    async def __aenter__(self) -> CoinbaseSynthetic:
+        await super().__aenter__()
+        config = self.trading_config
+        if config is not None:
+            products = self.products
+
+            def book(product: str) -> tuple[dict[int, int], dict[int, int]]:
+                bids, asks, _ = self.feed.book(products[product])
+                return bids, asks
+
+            if not self.feed.full_speed:
+                self.feed.start()  # orders trade against the live market, market-data client or not
+            instruments = {pid: self.synthetic.instruments[n] for pid, n in products.items()}
+            engine = Engine(instruments, book, config.registry(), taker_fee=config.taker_fee,
+                            maker_fee=config.maker_fee, fee_in_quote=True, seed=self.seed)  # fmt: skip
+            self.trading = CoinbaseTrading(engine, host=config.host, port=config.port, faults=self.faults,
+                                           stats=self.stats, match_interval=config.match_interval,
+                                           private_rate=config.private_rate)  # fmt: skip
+            try:
+                await self.trading.start()
+            except BaseException:
+                await super().__aexit__(None, None, None)
+                raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.trading is not None:
+            await self.trading.stop()
+        await super().__aexit__(*exc)
+
+    @property
+    def trading_url(self) -> str:
+        """Where the order API listens (``http://127.0.0.1:<port>``); only with ``trading=``."""
+        if self.trading is None:
+            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
+        return self.trading.url
+
+    @property
+    def engine(self) -> Engine:
+        if self.trading is None:
+            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
+        return self.trading.engine
 
     def true_book(self, product: str) -> dict[str, dict[str, str]]:
         """The venue's book of ``product`` now (price -> size per side, the venue's strings)."""
