@@ -118,3 +118,81 @@ class FeedError(TickflowError):
 
 class MalformedFrame(FeedError):
     """A frame that is not what the venue documents (bad JSON, missing fields); counted and skipped."""
+
+
+# --- venue trading -----------------------------------------------------------------------------
+
+
+class VenueError(TickflowError):
+    """A venue's trading API answered with an error, or could not be asked.
+
+    ``reason`` is the contract's ``RejectReason`` symbol that an order event carries;
+    ``venue_message`` is the venue's own code and message, as sent (never a secret: venues do not
+    echo keys or signatures); ``retryable`` says whether the same request may be sent again.
+    """
+
+    reason: str = "VENUE_ERROR"
+    retryable: bool = False
+
+    def __init__(self, message: str, venue_message: str | None = None) -> None:
+        super().__init__(message)
+        self.venue_message = venue_message
+
+
+class OrderRejected(VenueError):
+    """The venue refused the request: nothing happened there, and sending it again will not help."""
+
+    reason = "INVALID_ORDER"
+
+
+class InsufficientFunds(OrderRejected):
+    reason = "INSUFFICIENT_FUNDS"
+
+
+class InvalidOrder(OrderRejected):
+    """A parameter or filter the venue refused (tick size, lot size, notional, reduce-only...)."""
+
+    reason = "INVALID_ORDER"
+
+
+class DuplicateOrder(OrderRejected):
+    """The client order id is already in use at the venue: the order may exist; query it."""
+
+    reason = "DUPLICATE"
+
+
+class UnknownOrder(OrderRejected):
+    """The venue has no order by that id (or it can no longer be canceled or amended)."""
+
+    reason = "UNKNOWN_ORDER"
+
+
+class AuthFailed(OrderRejected):
+    """Bad key, signature or permissions. Retrying with the same credentials cannot help."""
+
+    reason = "AUTH_FAILED"
+
+
+class RateLimited(VenueError):
+    """The venue said slow down (429/418): nothing was executed; wait ``retry_after`` seconds."""
+
+    reason = "RATE_LIMITED"
+    retryable = True
+
+    def __init__(self, message: str, venue_message: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message, venue_message)
+        self.retry_after = retry_after
+
+
+class VenueUnavailable(VenueError):
+    """The request certainly did not reach the venue's matching (no connection, a clock the venue
+    refused, a 5xx on a read): safe to send again."""
+
+    retryable = True
+
+
+class UnknownOutcome(VenueError):
+    """A state-changing request may or may not have been executed (a timeout, a 5xx, a connection
+    lost mid-request). Never resend blindly: ask the venue for the order first."""
+
+    reason = "VENUE_ERROR"

@@ -1,7 +1,8 @@
 """The venues tickflow connects to, each in its own folder, all behind one interface.
 
-A venue's folder provides a ``Venue`` (``producers/feed.py``): its WebSocket protocol, its
-stream handler (frames -> events, book rules), its REST requests and instrument metadata.
+A venue's folder holds everything of the venue: for the feeds a ``Venue`` (``producers/feed.py``:
+its WebSocket protocol, its stream handler, its REST requests and instrument metadata), for the
+order router a ``TradingClient`` (``trading.py``: signed order requests, the venue's errors).
 Adding a venue means adding its folder and one line in ``VENUES``; nothing else switches on
 venue names.
 """
@@ -9,11 +10,29 @@ venue names.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from producers.feed import FeedOptions, Venue, VenueFeed
 from producers.stream import EventSink
+from producers.venues.trading import HttpTimeouts, TradingClient
+
+
+@dataclass(frozen=True)
+class TradingSetup:
+    """What a venue's trading client is built from (secrets already read, never logged)."""
+
+    rest_url: str
+    api_key: str
+    secret: str
+    key_type: str
+    recv_window_ms: int = 5000
+    timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
+    #: The account's order-rate limit (orders, seconds), where it differs from the venue's default.
+    order_limit: tuple[int, float] | None = None
+
+    def __repr__(self) -> str:
+        return f"TradingSetup({self.rest_url!r}, key_type={self.key_type!r}, ***)"
 
 
 @dataclass(frozen=True)
@@ -23,6 +42,8 @@ class VenueSpec:
     default_rest_url: str
     #: Builds the venue's ``Venue`` (imported lazily: a process loads only the venues it runs).
     market_data: Callable[..., Venue]
+    #: Builds one account's trading client (None: the router cannot trade there yet).
+    trading: Callable[[TradingSetup], TradingClient] | None = None
 
     def make_feed(self, symbols: list[str], sink: EventSink, **options: Any) -> VenueFeed:
         venue = self.market_data(**options.pop("venue_options", {}))
@@ -44,8 +65,31 @@ def _coinbase(**options: Any) -> Venue:
     return CoinbaseMarketData(**options)
 
 
+def _binance_trading(paths: str) -> Callable[[TradingSetup], TradingClient]:
+    def trading(setup: TradingSetup) -> TradingClient:
+        from producers.venues.binance import trading
+
+        return trading.make_client(getattr(trading, paths), setup)
+
+    return trading
+
+
+def _coinbase_trading(setup: TradingSetup) -> TradingClient:
+    from producers.venues.coinbase.trading import make_client
+
+    return make_client(setup)
+
+
 VENUES: dict[str, VenueSpec] = {
-    "binance-spot": VenueSpec("wss://stream.binance.com:9443", "https://api.binance.com", _binance("BINANCE_SPOT")),
-    "binance-usdm": VenueSpec("wss://fstream.binance.com", "https://fapi.binance.com", _binance("BINANCE_USDM")),
-    "coinbase": VenueSpec("wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com", _coinbase),
-}
+    "binance-spot": VenueSpec(
+        "wss://stream.binance.com:9443", "https://api.binance.com", _binance("BINANCE_SPOT"),
+        _binance_trading("SPOT_TRADING"),
+    ),
+    "binance-usdm": VenueSpec(
+        "wss://fstream.binance.com", "https://fapi.binance.com", _binance("BINANCE_USDM"),
+        _binance_trading("USDM_TRADING"),
+    ),
+    "coinbase": VenueSpec(
+        "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com", _coinbase, _coinbase_trading
+    ),
+}  # fmt: skip
