@@ -136,6 +136,22 @@ def worker_cmd(
     run_worker(create_app(settings, processors), loglevel=loglevel, settings=settings)
 
 
+@app.command("router")
+def router_cmd(
+    router_config: Annotated[Path, typer.Option("--router-config", "-r", help="The router's YAML (accounts, venues).")],
+    config: ConfigOption = None,
+    instance_id: Annotated[str | None, typer.Option(help="This router's id (static membership, transactions).")] = None,
+) -> None:
+    """Run an order router: commands from Kafka to the venues, outcomes back, until SIGTERM/SIGINT."""
+    import asyncio
+
+    from processors.router.app import serve
+    from processors.router.settings import load_router_settings
+
+    overrides = {"instance_id": instance_id} if instance_id else {}
+    asyncio.run(serve(load_router_settings(router_config, **overrides), _settings(config)))
+
+
 @app.command("simulate")
 def simulate_cmd(
     venue: Annotated[str, typer.Argument(help="binance-spot, binance-usdm or coinbase")],
@@ -152,6 +168,12 @@ def simulate_cmd(
     speed: Annotated[float, typer.Option(help="Replay / paced speed factor.")] = 1.0,
     symbols_file: Annotated[
         Path | None, typer.Option(help="Once serving, write the venue's symbols here, one a line.")
+    ] = None,
+    trading_port: Annotated[
+        int | None, typer.Option(help="Synthetic: also serve the private order API on this port (0 = any free one).")
+    ] = None,
+    accounts: Annotated[
+        Path | None, typer.Option(help="Synthetic trading: accounts and API keys (YAML; simulator.trading.accounts).")
     ] = None,
 ) -> None:
     """Serve a venue's protocol on 127.0.0.1 (recorded or synthetic market) until SIGTERM/SIGINT.
@@ -173,10 +195,22 @@ def simulate_cmd(
     if synthetic and rate == 0 and frames is None and duration is None:
         frames = 200_000
 
+    trading = None
+    if trading_port is not None or accounts is not None:
+        from simulator.trading import TradingConfig, load_accounts
+
+        if recording is not None:
+            raise TickflowError("the trading API needs the synthetic market: use --synthetic")
+        try:
+            registry = load_accounts(accounts) if accounts is not None else None
+        except (OSError, ValueError) as exc:
+            raise TickflowError(f"cannot load accounts from {accounts}: {exc}") from exc
+        trading = TradingConfig(registry or [], port=trading_port or 0)
+
     def build() -> object:
         if recording is not None:
             return BinanceReplay(recording, speed=speed, port=port)
-        options = dict(seed=seed, rate=rate, frames=frames, duration=duration, speed=speed, port=port)
+        options = dict(seed=seed, rate=rate, frames=frames, duration=duration, speed=speed, port=port, trading=trading)
         if venue == "coinbase":
             return CoinbaseSynthetic(symbols, **options)  # type: ignore[arg-type]
         return BinanceSynthetic(symbols, usdm=venue == "binance-usdm", **options)  # type: ignore[arg-type]
@@ -187,7 +221,8 @@ def simulate_cmd(
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         async with build() as sim:  # type: ignore[attr-defined]
             source = f"recording {recording}" if recording else f"synthetic, {symbols} symbols, seed {seed}"
-            err.print(f"[green]✓[/] {venue} simulator ready on {sim.ws_url} (WebSocket and REST; {source})")
+            orders = f"; orders on {sim.trading_url}" if trading is not None else ""
+            err.print(f"[green]✓[/] {venue} simulator ready on {sim.ws_url} (WebSocket and REST; {source}){orders}")
             if symbols_file is not None:  # written whole, then renamed: a reader never sees half of it
                 partial = symbols_file.with_suffix(".partial")
                 partial.write_text("".join(f"{symbol}\n" for symbol in sim.symbols))  # type: ignore[attr-defined]

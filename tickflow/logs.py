@@ -47,7 +47,14 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        values = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """More secrets to hide (read later: an API key from the file a config names)."""
+        self._values |= {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        values = sorted(self._values, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
 
     def redact(self, text: str) -> str:
@@ -89,6 +96,14 @@ def log_format() -> str:
     """``text`` or ``json``, from ``TICKFLOW_LOG_FORMAT``."""
     value = os.environ.get("TICKFLOW_LOG_FORMAT", "text").lower()
     return value if value in ("text", "json") else "text"
+
+
+def register_secrets(*values: str) -> None:
+    """Hide ``values`` in every log record from now on (every handler's redaction filter)."""
+    for handler in logging.getLogger().handlers:
+        for log_filter in handler.filters:
+            if isinstance(log_filter, RedactSecrets):
+                log_filter.add(values)
 
 
 def configure_logging(level: int | str = logging.WARNING, fmt: str | None = None,

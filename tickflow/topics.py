@@ -28,6 +28,7 @@ INSTRUMENTS = "tickflow.instruments"
 ORDER_COMMANDS = "tickflow.orders.commands"
 ORDER_EVENTS = "tickflow.orders.events"
 ORDER_CONTROL = "tickflow.orders.control"
+ORDER_STATE = "tickflow.orders.state"
 DEAD_LETTER = "tickflow.dead-letter"
 
 

@@ -91,7 +91,8 @@ def _check_record(cls: type[msgspec.Struct], schema: dict[str, Any], named: dict
     hints = typing.get_type_hints(cls)
     for name, avro_field in avro_fields.items():
         _check_type(hints[name], avro_field["type"], named, f"{where}.{name}")
-        py_default = fields[name].default
+        field = fields[name]
+        py_default = field.default_factory() if field.default_factory is not msgspec.NODEFAULT else field.default
         if "default" in avro_field:
             expected = avro_field["default"]
             actual = py_default.value if isinstance(py_default, enum.Enum) else py_default

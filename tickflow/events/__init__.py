@@ -25,7 +25,15 @@ from tickflow.events.market import (
     RawFrame,
     Trade,
 )
-from tickflow.events.orders import AmendOrder, CancelOrder, CreateOrder, KillSwitch, OrderCommand, OrderEvent
+from tickflow.events.orders import (
+    AmendOrder,
+    CancelOrder,
+    CreateOrder,
+    KillSwitch,
+    OrderCommand,
+    OrderEvent,
+    OrderState,
+)
 from tickflow.events.system import DeadLetter
 
 #: Every concrete event type, by Avro full name.
@@ -47,6 +55,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AmendOrder,
         OrderEvent,
         KillSwitch,
+        OrderState,
         DeadLetter,
     )
 }
@@ -75,6 +84,7 @@ __all__ = [
     "MarketType",
     "OrderCommand",
     "OrderEvent",
+    "OrderState",
     "OrderStatus",
     "OrderType",
     "PriceLevel",

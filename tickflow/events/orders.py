@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from tickflow.events.base import Event
 from tickflow.events.enums import MarketType, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
@@ -79,3 +81,31 @@ class KillSwitch(Event, kw_only=True):
     reason: str = ""
     set_by: str = ""
     ts: int
+
+
+class OrderState(Event, kw_only=True):
+    """The router's state of one order (``tickflow.orders.state``, compacted, keyed by order id)."""
+
+    avro_name = "tickflow.OrderState"
+    key_fields = ("order_id",)
+    order_id: str
+    account: str
+    venue: str
+    market: MarketType
+    symbol: str
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce = TimeInForce.GTC
+    client_order_id: str
+    venue_order_id: str | None = None
+    status: OrderStatus
+    price: Decimal | None = None
+    size: Decimal
+    filled_size: Decimal
+    avg_fill_price: Decimal | None = None
+    answered: list[str] = msgspec.field(default_factory=list)
+    updated_ts: int
+
+    @property
+    def open(self) -> bool:
+        return self.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.AMENDED)

@@ -1,0 +1,160 @@
+"""The router's book of orders: the state of every order it placed, and the events telling what
+happened to them.
+
+The state (``OrderState``) is the router's memory across restarts: it goes to a compacted topic
+in the same transaction as the events it explains, and a starting router reads it back. It
+records which commands of an order were answered, so a command consumed again after a crash is
+recognised and not executed twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from decimal import Context, Decimal
+
+from processors.router.checks import Exposure
+from producers.venues.trading import VenueOrder
+from tickflow.events import (
+    CreateOrder,
+    OrderCommand,
+    OrderEvent,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
+
+#: Answered command ids kept per order: an order's commands are few; a repeat comes soon.
+ANSWERED_KEPT = 64
+
+_event_ids = itertools.count(1)
+_event_prefix = f"{os.getpid():x}-{time.time_ns():x}"
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def event_id() -> str:
+    return f"{_event_prefix}-{next(_event_ids)}"
+
+
+class OrderBook:
+    """Every order's state, by order id; the account exposures the checks need, kept current."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, OrderState] = {}
+
+    def get(self, order_id: str) -> OrderState | None:
+        return self.orders.get(order_id)
+
+    def put(self, state: OrderState) -> None:
+        self.orders[state.order_id] = state
+
+    def answered(self, command: OrderCommand) -> bool:
+        state = self.orders.get(command.order_id)
+        return state is not None and command.command_id in state.answered
+
+    def open_orders(self) -> list[OrderState]:
+        return [s for s in self.orders.values() if s.open]
+
+    def exposure(self, account: str) -> Exposure:
+        exposure = Exposure(position={}, open_size={})
+        assert exposure.position is not None and exposure.open_size is not None
+        for state in self.orders.values():
+            if state.account != account:
+                continue
+            key = (state.venue, state.symbol)
+            sign = 1 if state.side is Side.BUY else -1
+            exposure.position[key] = exposure.position.get(key, Decimal(0)) + sign * state.filled_size
+            if state.open:
+                exposure.open_orders += 1
+                side_key = (*key, state.side)
+                exposure.open_size[side_key] = exposure.open_size.get(side_key, Decimal(0)) + (
+                    state.size - state.filled_size
+                )
+        return exposure
+
+
+def new_state(command: CreateOrder, client_order_id: str, answered: list[str] | None = None) -> OrderState:
+    """The state of an order about to be sent (REJECTED until the venue says otherwise)."""
+    return OrderState(
+        order_id=command.order_id, account=command.account, venue=command.venue, market=command.market,
+        symbol=command.symbol, side=command.side, order_type=command.order_type,
+        time_in_force=command.time_in_force, client_order_id=client_order_id, status=OrderStatus.REJECTED,
+        price=command.price, size=command.size, filled_size=Decimal(0), answered=list(answered or []),
+        updated_ts=now_us(),
+    )  # fmt: skip
+
+
+def rejected_state(command: OrderCommand) -> OrderState:
+    """The state left by a command refused for an order that does not exist: what the command
+    said, made safe to write (a hostile command's values may not fit the contract)."""
+    side = getattr(command, "side", Side.UNKNOWN)
+    size = getattr(command, "size", None) or getattr(command, "new_size", None)
+    price = getattr(command, "price", None) or getattr(command, "new_price", None)
+    return OrderState(
+        order_id=command.order_id, account=command.account, venue=command.venue, market=command.market,
+        symbol=command.symbol, side=side if isinstance(side, Side) else Side.UNKNOWN,
+        order_type=getattr(command, "order_type", OrderType.LIMIT),
+        time_in_force=getattr(command, "time_in_force", TimeInForce.GTC), client_order_id="",
+        status=OrderStatus.REJECTED, price=_finite(price), size=_finite(size) or Decimal(0), filled_size=Decimal(0),
+        updated_ts=now_us(),
+    )  # fmt: skip
+
+
+def with_venue(state: OrderState, order: VenueOrder, answered: str | None = None) -> OrderState:
+    """``state`` updated to what the venue says of the order."""
+    return _replace(
+        state, client_order_id=order.client_order_id, venue_order_id=order.venue_order_id, status=order.status,
+        price=order.price if order.price is not None else state.price, size=order.size,
+        filled_size=order.filled_size, avg_fill_price=_finite(order.avg_fill_price), answered=_answer(state, answered),
+    )  # fmt: skip
+
+
+def answered_by(state: OrderState, command_id: str, **changes: object) -> OrderState:
+    return _replace(state, answered=_answer(state, command_id), **changes)
+
+
+def _answer(state: OrderState, command_id: str | None) -> list[str]:
+    if command_id is None or command_id in state.answered:
+        return state.answered
+    return [*state.answered[-(ANSWERED_KEPT - 1) :], command_id]
+
+
+def _replace(state: OrderState, **changes: object) -> OrderState:
+    import msgspec
+
+    return msgspec.structs.replace(state, updated_ts=now_us(), **changes)
+
+
+def event(state: OrderState, status: OrderStatus, *, command_id: str | None, reason: RejectReason | None = None,
+          rule: str | None = None, venue_message: str | None = None, exchange_ts: int | None = None,
+          last_fill: tuple[Decimal, Decimal | None] | None = None) -> OrderEvent:  # fmt: skip
+    """An event about ``state``'s order."""
+    last_size, last_price = last_fill if last_fill else (None, None)
+    return OrderEvent(
+        event_id=event_id(), command_id=command_id, account=state.account, order_id=state.order_id,
+        client_order_id=state.client_order_id, venue_order_id=state.venue_order_id, venue=state.venue,
+        market=state.market, symbol=state.symbol, status=status, reason=reason, rule=rule,
+        venue_message=venue_message, side=state.side, price=state.price, size=state.size,
+        filled_size=state.filled_size, avg_fill_price=state.avg_fill_price, last_fill_price=last_price,
+        last_fill_size=last_size, exchange_ts=exchange_ts, event_ts=now_us(),
+    )  # fmt: skip
+
+
+#: The contract's decimals: 38 digits, 18 of them after the point.
+_PLACES = Decimal(1).scaleb(-18)
+_WIDE = Context(prec=80)
+
+
+def _finite(value: Decimal | None) -> Decimal | None:
+    """A decimal the contract can carry, or None: a hostile command's NaN or 1E+400 must not stop
+    its own rejection from being written."""
+    if value is None or not value.is_finite() or abs(value) >= Decimal(10) ** 20:
+        return None
+    return value.quantize(_PLACES, context=_WIDE)

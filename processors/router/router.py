@@ -1,0 +1,659 @@
+"""The order router's loop: consume a command, check it, call the venue, answer on the event topic.
+
+**Never twice.** A create's client order id is derived from its command id
+(``client_order_id``), so the venue itself recognises a repeat. Answers (events), the router's
+order state and the command offsets are committed together in one Kafka transaction, every
+``commit_interval_ms``: after a crash, a command whose answer was committed is recognised from
+the state (``answered``) and skipped; one whose answer was not is executed again, and for a
+create that might already have reached the venue (it lies below the end of the partition as it
+was when the router took it over) the venue is asked for the order first.
+
+**Never lost.** A create that times out or gets a 5xx is never resent blindly: an
+UNKNOWN_OUTCOME event says so at once, then the venue is asked for the order by client order id
+until it answers or the request's recvWindow has passed (after which the venue can no longer
+execute it), and the resolution is published. Every command gets exactly one outcome event
+(any status but UNKNOWN_OUTCOME) with its command id.
+
+**Ordered per order, parallel across orders.** Commands are keyed by order id; each order's
+commands run one after the other (a lock per order), different orders' concurrently, so one
+slow venue call does not hold up the others. A partition's offset is committed only up to its
+oldest command still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from processors.router import orders as book_events
+from processors.router.checks import CheckFailed, PreTradeChecks, Rejection, invalid
+from processors.router.market import MarketView
+from processors.router.orders import OrderBook, answered_by, event, new_state, now_us, rejected_state, with_venue
+from processors.router.settings import RouterSettings
+from producers.venues.binance.trading import ReplaceFailed
+from producers.venues.trading import (
+    ON_REQUEST,
+    Amend,
+    OrderRequest,
+    TradingClient,
+    VenueOrder,
+    client_order_id,
+)
+from tickflow import topics
+from tickflow.codec import AvroCodec
+from tickflow.config import KafkaSettings
+from tickflow.errors import (
+    CodecError,
+    DuplicateOrder,
+    OrderRejected,
+    RateLimited,
+    UnknownOrder,
+    UnknownOutcome,
+    VenueError,
+    VenueUnavailable,
+)
+from tickflow.events import (
+    AmendOrder,
+    CancelOrder,
+    CreateOrder,
+    DeadLetter,
+    Event,
+    Instrument,
+    OrderCommand,
+    OrderEvent,
+    OrderState,
+    OrderStatus,
+    RejectReason,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Commands handled at once; past this the router stops consuming until some finish.
+MAX_IN_FLIGHT = 2000
+#: Latency samples kept for the status percentiles.
+SAMPLES = 20_000
+
+
+@dataclass
+class RouterStats:
+    commands: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    repeats_skipped: int = 0
+    unknown_outcomes: int = 0
+    recovered_by_query: int = 0
+    dead_letters: int = 0
+    internal_errors: int = 0
+    transactions: int = 0
+    reconciled: int = 0
+    in_flight: int = 0
+    #: Seconds from a command consumed to its first venue request handed to the HTTP client.
+    send_latency: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+
+    def outcome(self, status: OrderStatus, rule: str | None) -> None:
+        self.outcomes[status.value] = self.outcomes.get(status.value, 0) + 1
+        if rule:
+            self.rejected_by_rule[rule] = self.rejected_by_rule.get(rule, 0) + 1
+
+
+class _Partition:
+    """A partition's commands in flight, for the offset to commit: the oldest not yet done."""
+
+    def __init__(self) -> None:
+        self.offsets: OrderedDict[int, bool] = OrderedDict()
+        self.commit: int | None = None
+
+    def started(self, offset: int) -> None:
+        self.offsets[offset] = False
+
+    def done(self, offset: int) -> None:
+        if offset in self.offsets:
+            self.offsets[offset] = True
+        while self.offsets:
+            first, finished = next(iter(self.offsets.items()))
+            if not finished:
+                break
+            self.offsets.popitem(last=False)
+            self.commit = first + 1
+
+
+class OrderRouter:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        kafka: KafkaSettings,
+        codec: AvroCodec,
+        clients: dict[tuple[str, str], TradingClient],
+        market: MarketView,
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.codec = codec
+        self.clients = clients
+        self.market = market
+        self.checks = PreTradeChecks(settings, market)
+        self.book = OrderBook()
+        self.stats = RouterStats()
+        #: Events and states to commit with the next transaction: (topic, event).
+        self._outbox: list[tuple[str, Event]] = []
+        self._partitions: dict[tuple[str, int], _Partition] = {}
+        #: Per partition, the end offset when this router took it over: commands below it may
+        #: have been executed by a previous incarnation whose answer was never committed.
+        self._recovery_until: dict[tuple[str, int], int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._stopping = False
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self._listeners: list[Callable[[OrderEvent], None]] = []
+
+    # --- start and stop -----------------------------------------------------------------------
+
+    def start_kafka(self) -> None:
+        """Fence any previous incarnation, read the order state back, subscribe to commands."""
+        s = self.settings
+        self.producer = Producer({**self.kafka.client_config(), "transactional.id": f"{s.group_id}.{s.instance_id}",
+                                  "enable.idempotence": True, "acks": "all", "linger.ms": 1,
+                                  "transaction.timeout.ms": 60_000})  # fmt: skip
+        self.producer.init_transactions(30)  # aborts what the previous incarnation left open
+        self._load_state()
+        self.consumer = Consumer({
+            **self.kafka.client_config(), "group.id": s.group_id, "group.instance.id": s.instance_id,
+            "enable.auto.commit": False, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000, "partition.assignment.strategy": "range",
+        })  # fmt: skip
+        self.consumer.subscribe([s.commands_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _load_state(self) -> None:
+        topic = self.settings.state_topic
+        reader = Consumer({**self.kafka.client_config(), "group.id": f"{self.settings.group_id}-state",
+                           "enable.auto.commit": False, "isolation.level": "read_committed",
+                           "enable.partition.eof": True})  # fmt: skip
+        try:
+            partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+            left = set()
+            assignment = []
+            for p in partitions:
+                low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > low:
+                    left.add(p)
+                    assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+            reader.assign(assignment)
+            while left:
+                msg = reader.poll(1.0)
+                if msg is None:
+                    continue
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        left.discard(msg.partition())
+                    continue
+                state = self.codec.decode(msg.value())
+                if isinstance(state, OrderState):
+                    self.book.put(state)
+        finally:
+            reader.close()
+        log.info("order state read back: %d orders, %d open", len(self.book.orders), len(self.book.open_orders()))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            self._recovery_until[(tp.topic, tp.partition)] = high
+            self._partitions.setdefault((tp.topic, tp.partition), _Partition())
+        log.info("command partitions assigned: %s", [tp.partition for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("command partitions revoked: %s", [tp.partition for tp in partitions])
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and answer commands until ``stop`` is set; then finish what runs and commit."""
+        assert self.consumer is not None
+        committer = asyncio.create_task(self._commit_loop())
+        reconciler = asyncio.create_task(self._reconcile_loop())
+        try:
+            while not stop.is_set():
+                await self._room.wait()
+                messages = await asyncio.to_thread(self.consumer.consume, 500, 0.05)
+                consumed_at = time.perf_counter()
+                for msg in messages:
+                    if msg.error():
+                        if msg.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("command consumer: %s", msg.error())
+                        continue
+                    self._start(msg, consumed_at)
+        finally:
+            self._stopping = True
+            reconciler.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=30)
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            await self._commit_now()
+            self.consumer.close()
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
+    # --- one command --------------------------------------------------------------------------
+
+    def _start(self, msg: Message, consumed_at: float) -> None:
+        key = (msg.topic(), msg.partition())
+        partition = self._partitions.setdefault(key, _Partition())
+        partition.started(msg.offset())
+        task = asyncio.create_task(self._handle(msg, consumed_at, partition))
+        self._tasks.add(task)
+        self.stats.in_flight = len(self._tasks)
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            self._room.clear()
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self.stats.in_flight = len(self._tasks)
+        if len(self._tasks) < MAX_IN_FLIGHT:
+            self._room.set()
+
+    async def _handle(self, msg: Message, consumed_at: float, partition: _Partition) -> None:
+        try:
+            try:
+                command = self.codec.decode(msg.value())
+            except CodecError as exc:
+                self._dead_letter(msg, type(exc).__name__, str(exc))
+                return
+            if not isinstance(command, OrderCommand):
+                self._dead_letter(msg, "UnexpectedRecord", f"{type(command).__name__} is not an order command")
+                return
+            recovering = msg.offset() < self._recovery_until.get((msg.topic(), msg.partition()), -1)
+            await self.handle(command, recovering=recovering, consumed_at=consumed_at)
+        finally:
+            partition.done(msg.offset())
+
+    async def handle(
+        self, command: OrderCommand, *, recovering: bool = False, consumed_at: float | None = None
+    ) -> None:
+        """Answer one command: exactly one outcome event, unless it was answered before."""
+        self.stats.commands += 1
+        consumed_at = time.perf_counter() if consumed_at is None else consumed_at
+        lock = self._locks.setdefault(command.order_id, asyncio.Lock())
+        async with lock:
+            if self.book.answered(command):
+                self.stats.repeats_skipped += 1
+                return
+            first = [True]
+
+            def sent() -> None:
+                if first[0]:
+                    first[0] = False
+                    self.stats.send_latency.append(time.perf_counter() - consumed_at)
+
+            ON_REQUEST.set(sent)
+            try:
+                await self._execute(command, recovering)
+            except CheckFailed as failed:
+                self._reject(command, failed.rejection)
+            except Exception as exc:  # a bug: answer the command anyway, and say so loudly
+                self.stats.internal_errors += 1
+                log.exception("command %s of order %s failed inside the router", command.command_id, command.order_id)
+                self._reject(command, Rejection(RejectReason.OTHER, "internal_error", f"router error: {exc!r}"))
+        if not lock.locked() and lock is self._locks.get(command.order_id):
+            del self._locks[command.order_id]
+
+    async def _execute(self, command: OrderCommand, recovering: bool) -> None:
+        instrument = self.checks.command(command, now_us())
+        if isinstance(command, CreateOrder):
+            await self._create(command, instrument, recovering)
+        elif isinstance(command, CancelOrder):
+            await self._cancel(command, instrument)
+        elif isinstance(command, AmendOrder):
+            await self._amend(command, instrument, recovering)
+
+    async def _create(self, command: CreateOrder, instrument: Instrument, recovering: bool) -> None:
+        existing = self.book.get(command.order_id)
+        if existing is not None and (
+            existing.venue_order_id is not None or existing.status is not OrderStatus.REJECTED
+        ):
+            message = f"order id already used (order placed as {existing.client_order_id})"
+            raise CheckFailed(Rejection(RejectReason.DUPLICATE, "order_id", message))
+        self.checks.create(command, instrument, self.book.exposure(command.account))
+        cid = client_order_id(command.command_id)
+        state = new_state(command, cid, answered=existing.answered if existing else [])
+        client = self.clients[(command.account, command.venue)]
+        symbol = instrument.venue_symbol
+        if recovering:  # a previous incarnation may have sent it: ask before sending
+            found = await self._ask(lambda: client.query(symbol, cid))
+            if found is not None:
+                self.stats.recovered_by_query += 1
+                log.warning("%s: the venue already has order %s (sent before a restart): answered from it, "
+                            "not sent again", command.command_id, cid)  # fmt: skip
+                self._answer(command, with_venue(state, found, command.command_id), found.status, found)
+                return
+        request = OrderRequest(symbol=symbol, client_order_id=cid, side=command.side, order_type=command.order_type,
+                               size=command.size, price=command.price, time_in_force=command.time_in_force,
+                               reduce_only=command.reduce_only)  # fmt: skip
+        sent_at = time.time()
+        try:
+            order = await self._send(command, lambda: client.create(request))
+        except DuplicateOrder as exc:  # the venue has it already: what is it?
+            order = await self._ask(lambda: client.query(symbol, cid))
+            if order is None:
+                self._venue_rejected(command, state, exc)
+                return
+            self.stats.recovered_by_query += 1
+        except OrderRejected as exc:
+            self._venue_rejected(command, state, exc)
+            return
+        except UnknownOutcome as exc:
+            order = await self._resolve(command, state, exc, lambda: client.query(symbol, cid), sent_at)
+            if order is None:
+                return
+        self._answer(command, with_venue(state, order, command.command_id), order.status, order)
+
+    async def _cancel(self, command: CancelOrder, instrument: Instrument) -> None:
+        state = self._own_order(command)
+        client = self.clients[(command.account, command.venue)]
+        symbol, cid, venue_id = instrument.venue_symbol, state.client_order_id, state.venue_order_id
+        while True:
+            try:
+                order = await self._send(command, lambda: client.cancel(symbol, cid, venue_id))
+                break
+            except UnknownOrder as exc:  # filled or gone in the meantime: say what it is now
+                found = await self._ask(lambda: client.query(symbol, cid))
+                if found is not None:
+                    state = with_venue(state, found)
+                self._venue_rejected(command, state, exc)
+                return
+            except OrderRejected as exc:
+                self._venue_rejected(command, state, exc)
+                return
+            except UnknownOutcome as exc:  # canceling twice does no harm: ask, and cancel again if still open
+                self._unknown(command, state, exc)
+                found = await self._ask(lambda: client.query(symbol, cid))
+                if found is not None and not found.open:
+                    order = found
+                    break
+        status = OrderStatus.CANCELED if order.status is OrderStatus.CANCELED else order.status
+        self._answer(command, with_venue(state, order, command.command_id), status, order)
+
+    async def _amend(self, command: AmendOrder, instrument: Instrument, recovering: bool) -> None:
+        state = self._own_order(command)
+        size, price = self.checks.amend(command, state.side, state.size, state.price, state.filled_size, instrument,
+                                        self.book.exposure(command.account))  # fmt: skip
+        client = self.clients[(command.account, command.venue)]
+        symbol = instrument.venue_symbol
+        new_cid = client_order_id(command.command_id, salt="amend")
+        amend = Amend(symbol=symbol, client_order_id=state.client_order_id, venue_order_id=state.venue_order_id,
+                      side=state.side, price=price, size=size, filled_size=state.filled_size,
+                      new_client_order_id=new_cid, time_in_force=state.time_in_force)  # fmt: skip
+
+        async def amended_already() -> VenueOrder | None:
+            """The order as amended, if the venue has it so (a replacement, or the same order changed)."""
+            replacement = await self._ask(lambda: client.query(symbol, new_cid))
+            if replacement is not None:
+                return replacement
+            same = await self._ask(lambda: client.query(symbol, state.client_order_id))
+            return same if same is not None and same.price == price and same.size == size else None
+
+        if recovering and (done := await amended_already()) is not None:
+            self._answer(command, with_venue(state, done, command.command_id), OrderStatus.AMENDED, done)
+            return
+        sent_at = time.time()
+        try:
+            order = await self._send(command, lambda: client.amend(amend))
+        except ReplaceFailed as exc:
+            if exc.old_canceled:  # the old order is gone, its replacement refused
+                state = answered_by(state, command.command_id, status=OrderStatus.CANCELED)
+                self._publish(
+                    event(state, OrderStatus.CANCELED, command_id=None, venue_message=exc.venue_message), state
+                )
+            self._venue_rejected(command, state, exc)
+            return
+        except OrderRejected as exc:
+            self._venue_rejected(command, state, exc)
+            return
+        except UnknownOutcome as exc:
+            order = await self._resolve(command, state, exc, amended_already, sent_at)
+            if order is None:
+                return
+        self._answer(command, with_venue(state, order, command.command_id), OrderStatus.AMENDED, order)
+
+    def _own_order(self, command: OrderCommand) -> OrderState:
+        state = self.book.get(command.order_id)
+        if state is None:
+            raise CheckFailed(Rejection(RejectReason.UNKNOWN_ORDER, "order_id", "no order by this id"))
+        if state.account != command.account or state.venue != command.venue or state.symbol != command.symbol:
+            raise invalid("order_mismatch", "account, venue or symbol differ from the order's")
+        if not state.open:
+            raise CheckFailed(Rejection(RejectReason.UNKNOWN_ORDER, "order_closed", f"the order is {state.status}"))
+        return state
+
+    # --- talking to the venue -----------------------------------------------------------------
+
+    async def _send(self, command: OrderCommand, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, again after a rate limit or an unreachable venue (nothing was executed),
+        while the command is young enough; then the error stands."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await call()
+            except (RateLimited, VenueUnavailable) as exc:
+                age = (now_us() - command.issued_ts) / 1e6
+                wait = exc.retry_after if isinstance(exc, RateLimited) else min(0.1 * 2**attempt, 2.0)
+                if attempt >= 8 or age + wait > self.settings.max_command_age:
+                    raise OrderRejected(str(exc), exc.venue_message) from exc
+                log.warning("%s: %s; again in %.1f s", command.command_id, exc, wait)
+                await asyncio.sleep(wait)
+
+    async def _ask(self, query: Callable[[], Awaitable[VenueOrder | None]]) -> VenueOrder | None:
+        """``query()``, repeated while the venue cannot answer: what it says is what we publish."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await query()
+            except (RateLimited, VenueUnavailable, UnknownOutcome) as exc:
+                wait = exc.retry_after if isinstance(exc, RateLimited) else min(0.1 * 2**attempt, 2.0)
+                log.warning("query failed (%s); again in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
+
+    async def _resolve(
+        self, command: OrderCommand, state: OrderState, exc: UnknownOutcome,
+        find: Callable[[], Awaitable[VenueOrder | None]], sent_at: float,
+    ) -> VenueOrder | None:  # fmt: skip
+        """After an unknown outcome: say so, then ask until the venue has the order or can no
+        longer execute the request; None (and a REJECTED answer) when it never did."""
+        self._unknown(command, state, exc)
+        client = self.clients[(command.account, command.venue)]
+        recv_window = getattr(client, "recv_window_ms", 5000) / 1000
+        deadline = sent_at + recv_window + self.settings.resolve_margin
+        delay = 0.05
+        while True:
+            try:
+                found = await find()
+            except VenueError as error:
+                log.warning("%s: resolving the unknown outcome: %s", command.command_id, error)
+                found = None
+            if found is not None:
+                self.stats.recovered_by_query += 1
+                return found
+            if time.time() > deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        self._reject(command, Rejection(RejectReason.VENUE_ERROR, "unknown_outcome",
+                                        "the venue has no such order after the request's recvWindow: not executed"),
+                     state)  # fmt: skip
+        return None
+
+    # --- answering ----------------------------------------------------------------------------
+
+    def _answer(self, command: OrderCommand, state: OrderState, status: OrderStatus, order: VenueOrder) -> None:
+        self._publish(event(state, status, command_id=command.command_id, exchange_ts=order.exchange_ts), state)
+        self.stats.outcome(status, None)
+
+    def _unknown(self, command: OrderCommand, state: OrderState, exc: UnknownOutcome) -> None:
+        self.stats.unknown_outcomes += 1
+        message = exc.venue_message or str(exc)
+        self._publish(event(state, OrderStatus.UNKNOWN_OUTCOME, command_id=command.command_id,
+                            reason=RejectReason.VENUE_ERROR, venue_message=message), None)  # fmt: skip
+
+    def _venue_rejected(self, command: OrderCommand, state: OrderState, exc: VenueError) -> None:
+        reason = RejectReason(exc.reason) if exc.reason in RejectReason.__members__ else RejectReason.OTHER
+        state = answered_by(state, command.command_id)
+        self._publish(event(state, OrderStatus.REJECTED, command_id=command.command_id, reason=reason,
+                            venue_message=exc.venue_message or str(exc)), state)  # fmt: skip
+        self.stats.outcome(OrderStatus.REJECTED, None)
+
+    def _reject(self, command: OrderCommand, rejection: Rejection, state: OrderState | None = None) -> None:
+        """A command refused before or without reaching the venue. The order's state (a
+        placeholder when there is no order) records the command as answered, so a repeat of it
+        after a restart is not answered twice."""
+        if state is None:
+            state = self.book.get(command.order_id) or rejected_state(command)
+        state = answered_by(state, command.command_id)
+        self._publish(event(state, OrderStatus.REJECTED, command_id=command.command_id, reason=rejection.reason,
+                            rule=rejection.rule, venue_message=rejection.message), state)  # fmt: skip
+        self.stats.outcome(OrderStatus.REJECTED, rejection.rule)
+
+    def _publish(self, evt: OrderEvent, state: OrderState | None) -> None:
+        self._outbox.append((self.settings.events_topic, evt))
+        if state is not None:
+            self.book.put(state)
+            self._outbox.append((self.settings.state_topic, state))
+        for listener in self._listeners:
+            listener(evt)
+
+    def on_event(self, listener: Callable[[OrderEvent], None]) -> None:
+        self._listeners.append(listener)
+
+    def _dead_letter(self, msg: Message, error_type: str, reason: str) -> None:
+        self.stats.dead_letters += 1
+        log.warning("command at %s[%d]@%d is unreadable, dead-lettered: %s", msg.topic(), msg.partition(),
+                    msg.offset(), reason)  # fmt: skip
+        letter = DeadLetter(source_topic=msg.topic(), source_partition=msg.partition(), source_offset=msg.offset(),
+                            source_key=msg.key(), source_value=msg.value(), error_type=error_type, reason=reason[:1000],
+                            consumer=self.settings.group_id, ts=now_us())  # fmt: skip
+        self._outbox.append((topics.DEAD_LETTER, letter))
+
+    # --- transactions -------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        interval = self.settings.commit_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            await self._commit_now()
+
+    def _offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(topic, p, part.commit) for (topic, p), part in self._partitions.items()
+                if part.commit is not None]  # fmt: skip
+
+    def take_outbox(self) -> list[tuple[str, Event]]:
+        """What the next transaction would commit, taken out (tests run the router without Kafka)."""
+        taken, self._outbox = self._outbox, []
+        return taken
+
+    async def _commit_now(self) -> None:
+        records = [(topic, *self.codec.encode_keyed(item, topic)) for topic, item in self.take_outbox()]
+        offsets = self._offsets()
+        if not records and offsets == getattr(self, "_last_offsets", None):
+            return
+        await asyncio.to_thread(self._transaction, records, offsets)
+        self._last_offsets = offsets
+        self.stats.transactions += 1
+
+    def _transaction(self, records: list[tuple[str, str, bytes]], offsets: list[TopicPartition]) -> None:
+        producer, consumer = self.producer, self.consumer
+        assert producer is not None and consumer is not None
+        while True:
+            try:
+                producer.begin_transaction()
+                for topic, key, value in records:
+                    while True:
+                        try:
+                            producer.produce(topic, value, key.encode())
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+                if offsets:
+                    producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+                producer.commit_transaction(30)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.txn_requires_abort():
+                    log.warning("transaction aborted, retrying it: %s", error)
+                    producer.abort_transaction(30)
+                    continue
+                if error.retriable():
+                    log.warning("transaction commit failed, retrying: %s", error)
+                    time.sleep(0.2)
+                    continue
+                raise  # fenced by a newer incarnation, or fatal: stop, the newer one carries on
+
+    # --- reconciliation -----------------------------------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval)
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("reconciliation failed; it runs again in %g s", self.settings.reconcile_interval)
+
+    async def reconcile(self) -> None:
+        """Bring open orders in line with the venues: fills, cancels and expiries the router did
+        not cause are published as events without a command id."""
+        by_client: dict[tuple[str, str], list[OrderState]] = {}
+        for state in self.book.open_orders():
+            by_client.setdefault((state.account, state.venue), []).append(state)
+        for key, states in by_client.items():
+            client = self.clients.get(key)
+            if client is None:
+                continue
+            try:
+                venue_open = {o.client_order_id: o for o in await client.open_orders()}
+            except VenueError as exc:
+                log.warning("reconciliation of %s at %s: %s", *key, exc)
+                continue
+            for state in states:
+                lock = self._locks.get(state.order_id)
+                if lock is not None and lock.locked():
+                    continue  # a command is working on it
+                order = venue_open.get(state.client_order_id)
+                if order is None:
+                    instrument = self.market.instrument(state.venue, state.symbol)
+                    if instrument is None:
+                        continue
+                    try:
+                        order = await client.query(instrument.venue_symbol, state.client_order_id)
+                    except VenueError:
+                        continue
+                    if order is None:
+                        continue
+                current = self.book.get(state.order_id)
+                if current is None or not current.open:
+                    continue
+                self._reconciled(current, order)
+
+    def _reconciled(self, state: OrderState, order: VenueOrder) -> None:
+        if order.status == state.status and order.filled_size == state.filled_size:
+            return
+        self.stats.reconciled += 1
+        updated = with_venue(state, order)
+        fill = order.filled_size - state.filled_size
+        last_fill = (fill, None) if fill > 0 else None
+        self._publish(book_events.event(updated, order.status, command_id=None, exchange_ts=order.exchange_ts,
+                                        last_fill=last_fill), updated)  # fmt: skip
