@@ -58,6 +58,10 @@ class Faults:
     order_5xx_before_accept_every: int | None = None
     #: Every n-th create is answered 429 (the venue's headers and body) and not executed.
     order_429_every: int | None = None
+    #: Private user streams (Binance listenKey streams, the Coinbase ``user`` channel): every n-th
+    #: message on a connection is not sent, so a client must reconcile to learn what it said.
+    #: Counted per connection; Coinbase's snapshots are not counted (its updates are).
+    user_stream_drop_every: int | None = None
 
     def message_faults(self) -> bool:
         return any((self.drop_depth_every, self.duplicate_depth_every, self.reorder_depth_every,
@@ -116,6 +120,10 @@ class SimStats:
     orders_throttled: list[str] = field(default_factory=list)
     #: Order-rate limit (not injected) answers: 429 for too many new orders.
     order_rate_limited: int = 0
+    #: Private user-stream messages (sent or dropped), and every dropped one as (account, event
+    #: type, what it was about: a client order id or the assets of a balance message).
+    user_stream_messages: int = 0
+    user_stream_dropped: list[tuple[str, str, str]] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Injected]:
         return [i for i in self.injected if i.kind == kind]

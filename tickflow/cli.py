@@ -175,6 +175,10 @@ def simulate_cmd(
     accounts: Annotated[
         Path | None, typer.Option(help="Synthetic trading: accounts and API keys (YAML; simulator.trading.accounts).")
     ] = None,
+    order_limit: Annotated[
+        str | None, typer.Option(help="Synthetic trading: orders per account as ORDERS/SECONDS (Binance: 100/10).")
+    ] = None,
+    weight_limit: Annotated[int | None, typer.Option(help="Binance: REQUEST_WEIGHT per minute (spot 6000).")] = None,
 ) -> None:
     """Serve a venue's protocol on 127.0.0.1 (recorded or synthetic market) until SIGTERM/SIGINT.
 
@@ -205,7 +209,13 @@ def simulate_cmd(
             registry = load_accounts(accounts) if accounts is not None else None
         except (OSError, ValueError) as exc:
             raise TickflowError(f"cannot load accounts from {accounts}: {exc}") from exc
-        trading = TradingConfig(registry or [], port=trading_port or 0)
+        limits = None
+        if order_limit is not None:
+            count, _, seconds = order_limit.partition("/")
+            if not (count.isdigit() and seconds.isdigit()):
+                raise TickflowError(f"--order-limit takes ORDERS/SECONDS (like 100/10), not {order_limit!r}")
+            limits = ((int(count), int(seconds)),)
+        trading = TradingConfig(registry or [], port=trading_port or 0, order_limits=limits)
 
     def build() -> object:
         if recording is not None:
@@ -213,7 +223,8 @@ def simulate_cmd(
         options = dict(seed=seed, rate=rate, frames=frames, duration=duration, speed=speed, port=port, trading=trading)
         if venue == "coinbase":
             return CoinbaseSynthetic(symbols, **options)  # type: ignore[arg-type]
-        return BinanceSynthetic(symbols, usdm=venue == "binance-usdm", **options)  # type: ignore[arg-type]
+        return BinanceSynthetic(symbols, usdm=venue == "binance-usdm", weight_limit=weight_limit,
+                                **options)  # type: ignore[arg-type]  # fmt: skip
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -45,6 +45,7 @@ def build_clients(settings: RouterSettings) -> dict[tuple[str, str], TradingClie
                 recv_window_ms=endpoint.recv_window_ms if endpoint else 5000,
                 timeouts=HttpTimeouts(endpoint.connect_timeout, endpoint.read_timeout) if endpoint else HttpTimeouts(),
                 order_limit=endpoint.order_limit if endpoint else None,
+                weight_per_minute=endpoint.weight_per_minute if endpoint else None,
             )
             clients[(account, venue)] = spec.trading(setup)
     return clients

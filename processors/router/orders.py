@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from decimal import Context, Decimal
 
 from processors.router.checks import Exposure
@@ -43,17 +45,61 @@ def event_id() -> str:
     return f"{_event_prefix}-{next(_event_ids)}"
 
 
+@dataclass
+class _AccountBook:
+    open_orders: int = 0
+    position: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    open_size: dict[tuple[str, str, Side], Decimal] = field(default_factory=dict)
+
+
 class OrderBook:
-    """Every order's state, by order id; the account exposures the checks need, kept current."""
+    """Every order's state, by order id, and each account's exposure kept current as states
+    change (a check costs the same with ten orders or a million).
+
+    Closed orders leave memory once older than ``forget_after`` seconds (``forget_closed``): by
+    then any repeat of their commands is refused as stale (``max_command_age``), so nothing can be
+    executed twice; their fills stay counted in the account's position."""
 
     def __init__(self) -> None:
         self.orders: dict[str, OrderState] = {}
+        self._accounts: dict[str, _AccountBook] = {}
+        self._closed: deque[tuple[float, str]] = deque()
 
     def get(self, order_id: str) -> OrderState | None:
         return self.orders.get(order_id)
 
     def put(self, state: OrderState) -> None:
+        old = self.orders.get(state.order_id)
+        if old is not None:
+            self._count(old, -1)
         self.orders[state.order_id] = state
+        self._count(state, 1)
+        if not state.open:
+            self._closed.append((time.monotonic(), state.order_id))
+
+    def _count(self, state: OrderState, sign: int) -> None:
+        account = self._accounts.setdefault(state.account, _AccountBook())
+        key = (state.venue, state.symbol)
+        direction = 1 if state.side is Side.BUY else -1
+        if state.filled_size:
+            account.position[key] = account.position.get(key, Decimal(0)) + sign * direction * state.filled_size
+        if state.open:
+            account.open_orders += sign
+            side_key = (*key, state.side)
+            account.open_size[side_key] = account.open_size.get(side_key, Decimal(0)) + sign * (
+                state.size - state.filled_size
+            )
+
+    def forget_closed(self, forget_after: float) -> int:
+        """Drop closed orders older than ``forget_after`` seconds from memory; how many."""
+        cutoff, forgotten = time.monotonic() - forget_after, 0
+        while self._closed and self._closed[0][0] < cutoff:
+            _, order_id = self._closed.popleft()
+            state = self.orders.get(order_id)
+            if state is not None and not state.open:
+                del self.orders[order_id]  # its fills stay in the position: not uncounted
+                forgotten += 1
+        return forgotten
 
     def answered(self, command: OrderCommand) -> bool:
         state = self.orders.get(command.order_id)
@@ -63,21 +109,8 @@ class OrderBook:
         return [s for s in self.orders.values() if s.open]
 
     def exposure(self, account: str) -> Exposure:
-        exposure = Exposure(position={}, open_size={})
-        assert exposure.position is not None and exposure.open_size is not None
-        for state in self.orders.values():
-            if state.account != account:
-                continue
-            key = (state.venue, state.symbol)
-            sign = 1 if state.side is Side.BUY else -1
-            exposure.position[key] = exposure.position.get(key, Decimal(0)) + sign * state.filled_size
-            if state.open:
-                exposure.open_orders += 1
-                side_key = (*key, state.side)
-                exposure.open_size[side_key] = exposure.open_size.get(side_key, Decimal(0)) + (
-                    state.size - state.filled_size
-                )
-        return exposure
+        book = self._accounts.get(account) or _AccountBook()
+        return Exposure(open_orders=book.open_orders, position=book.position, open_size=book.open_size)
 
 
 def new_state(command: CreateOrder, client_order_id: str, answered: list[str] | None = None) -> OrderState:

@@ -79,7 +79,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Commands handled at once; past this the router stops consuming until some finish.
-MAX_IN_FLIGHT = 2000
+MAX_IN_FLIGHT = 512
 #: Latency samples kept for the status percentiles.
 SAMPLES = 20_000
 
@@ -608,6 +608,7 @@ class OrderRouter:
     async def _reconcile_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reconcile_interval)
+            self.book.forget_closed(self.settings.max_command_age + 60)
             try:
                 await self.reconcile()
             except Exception:

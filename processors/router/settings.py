@@ -104,6 +104,8 @@ class VenueEndpoint(BaseModel):
     #: The account's order-rate limit as [orders, seconds] where it is not the venue's default
     #: (Binance spot: 100 per 10 s; raised for VIP tiers).
     order_limit: tuple[int, float] | None = None
+    #: The IP's request weight per minute where it is not the venue's default (Binance spot: 6000).
+    weight_per_minute: int | None = None
 
 
 class RouterSettings(BaseSettings):

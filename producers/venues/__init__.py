@@ -30,6 +30,8 @@ class TradingSetup:
     timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
     #: The account's order-rate limit (orders, seconds), where it differs from the venue's default.
     order_limit: tuple[int, float] | None = None
+    #: The IP's request weight per minute, where it differs from the venue's default.
+    weight_per_minute: int | None = None
 
     def __repr__(self) -> str:
         return f"TradingSetup({self.rest_url!r}, key_type={self.key_type!r}, ***)"

@@ -5,7 +5,8 @@ WebSocket: ``/stream?streams=a/b`` (combined: ``{"stream":..,"data":..}``), ``/w
 ``SET_PROPERTY`` / ``GET_PROPERTY`` answered ``{"result": .., "id": n}`` or Binance's
 ``{"error": {"code": .., "msg": ..}, "id": n}``; at most 1024 streams and 5 (spot) / 10 (USD-M)
 incoming messages per second per connection, else the connection is closed (1008) as Binance
-does; keepalive pings at Binance's interval. REST: ``depth`` and ``exchangeInfo`` under
+does; keepalive pings at Binance's interval; ``/ws/<listenKey>`` is a user data stream when the
+trading API issued that key (``simulator.binance.user_stream``). REST: ``depth`` and ``exchangeInfo`` under
 ``/api/v3`` (spot) or ``/fapi/v1`` (USD-M), charged by documented weights against the
 REQUEST_WEIGHT limit, ``X-MBX-USED-WEIGHT-1M`` on every answer, 429 then 418 with ``Retry-After``.
 """
@@ -109,6 +110,11 @@ class BinanceServer(VenueServer):
         combined = url.path == "/stream"
         if url.path.startswith("/ws/"):
             names = [n for n in url.path[len("/ws/") :].split("/") if n]
+            # A user data stream (``/ws/<listenKey>``, as Binance serves it on its stream host). A key
+            # that is unknown or closed is just a stream name nobody publishes: a silent connection.
+            trading = getattr(self, "trading", None)
+            if len(names) == 1 and trading is not None and trading.user_streams.owns(names[0]):
+                return await trading.user_streams.serve(connection, connection_id, names[0])
         else:
             names = [n for n in parse_qs(url.query).get("streams", [""])[0].split("/") if n]
         if len(names) > self.market.max_streams:

@@ -7,7 +7,8 @@ channel per message, ``jwt`` accepted and ignored for public channels); channels
 unsubscribe is confirmed by a ``subscriptions`` message listing everything subscribed;
 ``{"type": "error", "message": ..}`` for what cannot be subscribed; ``sequence_num`` counts every
 message of a connection from 0; a connection that sends no subscribe within
-``subscribe_timeout`` seconds is closed, as the venue does after about 5 s.
+``subscribe_timeout`` seconds is closed, as the venue does after about 5 s. With a trading API, the
+authenticated ``user`` channel too (``simulator.coinbase.user_stream``).
 REST: ``GET /api/v3/brokerage/market/products``, ``.../products/{id}``, ``.../product_book``,
 ``public_rate`` requests per second, then 429 with the venue's error body.
 """
@@ -43,7 +44,8 @@ FEED_CHANNELS = ("level2", "market_trades", "ticker", "candles")
 class Connection:
     """One client's state: its subscriptions and its message counter."""
 
-    def __init__(self) -> None:
+    def __init__(self, connection_id: int = 0) -> None:
+        self.connection_id = connection_id
         self.sequence = -1
         self.keys: set[str] = set()  # "level2:BTC-USD", ...
         self.subscribed: dict[str, list[str]] = {}  # channel -> product ids (the confirmation's shape)
@@ -155,7 +157,7 @@ class CoinbaseSynthetic(VenueServer):
     # --- WebSocket ---------------------------------------------------------------------------
 
     async def session(self, connection: ServerConnection, connection_id: int) -> None:
-        state = Connection()
+        state = Connection(connection_id)
 
         def render(item: Item) -> list[str]:
             if item.key not in state.keys:
@@ -184,6 +186,8 @@ class CoinbaseSynthetic(VenueServer):
         finally:
             for task in tasks:
                 await cancel(task)
+            if self.trading is not None:
+                self.trading.user_streams.disconnect(state)
 
     async def _heartbeats(self, connection: ServerConnection, state: Connection) -> None:
         while True:
@@ -212,6 +216,8 @@ class CoinbaseSynthetic(VenueServer):
         if not isinstance(request, dict) or request.get("type") not in ("subscribe", "unsubscribe"):
             return await self._error(connection, "unknown message type: expected subscribe or unsubscribe")
         channel = request.get("channel")
+        if channel == "user":
+            return await self._user(connection, state, request)
         if channel not in CHANNELS:
             return await self._error(connection, f"Failed to subscribe: unknown channel {channel!r}")
         products = request.get("product_ids") or []
@@ -237,6 +243,17 @@ class CoinbaseSynthetic(VenueServer):
                     listed.remove(p)
             if channel in state.subscribed and (not listed or channel in ("heartbeats", "status")):
                 del state.subscribed[channel]
+        out.append(self._subscriptions(state))
+        self.stats.frames_sent += len(out)
+        await write_frames(connection, out)
+
+    async def _user(self, connection: ServerConnection, state: Connection, request: dict) -> None:
+        """The authenticated ``user`` channel (``simulator.coinbase.user_stream``)."""
+        if self.trading is None:  # no accounts here: no key can authenticate
+            return await self._error(connection, "authentication failure")
+        out = self.trading.user_streams.handle(connection, state, request)
+        if isinstance(out, str):
+            return await self._error(connection, out)
         out.append(self._subscriptions(state))
         self.stats.frames_sent += len(out)
         await write_frames(connection, out)

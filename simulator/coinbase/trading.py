@@ -28,7 +28,7 @@ from aiohttp import web
 from simulator.coinbase.render import Clock
 from simulator.faults import Faults, SimStats
 from simulator.limits import RequestRate
-from simulator.trading.accounts import Account
+from simulator.trading.accounts import Account, Accounts
 from simulator.trading.engine import BUY, FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, SELL, Engine, Order, Rejection
 from simulator.trading.http import TradingServer, json_reply
 
@@ -61,6 +61,37 @@ def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def verify_jwt(accounts: Accounts, token: str, uri: str | None) -> Account | None:
+    """The account whose CDP key signed ``token``, if it is valid now; None otherwise.
+
+    REST tokens carry ``uri`` ("<METHOD> <host><path>"), which must be this request's; WebSocket
+    tokens carry none (``uri=None``: not checked), as the docs build them."""
+    try:
+        head_text, claims_text, signature_text = token.split(".")
+        head = json.loads(_b64url(head_text))
+        claims = json.loads(_b64url(claims_text))
+        signature = _b64url(signature_text)
+    except (ValueError, binascii.Error, json.JSONDecodeError):
+        return None
+    if not isinstance(head, dict) or not isinstance(claims, dict):
+        return None
+    account = accounts.by_coinbase_key.get(str(head.get("kid")))
+    if account is None or account.coinbase is None:
+        return None
+    key = account.coinbase
+    if head.get("alg") != key.algorithm or claims.get("sub") != key.key_name or claims.get("iss") != "cdp":
+        return None
+    if not key.verify(f"{head_text}.{claims_text}".encode(), signature):
+        return None
+    now = time.time()
+    nbf, exp = claims.get("nbf"), claims.get("exp")
+    if not isinstance(nbf, int | float) or not isinstance(exp, int | float) or nbf > now + SKEW or exp < now - SKEW:
+        return None
+    if uri is not None and claims.get("uri") != uri:
+        return None
+    return account
+
+
 def _plain(value: Decimal) -> str:
     return f"{value.normalize():f}" if value else "0"
 
@@ -73,6 +104,10 @@ class CoinbaseTrading(TradingServer):
         self.private_rate = private_rate
         self._rates: dict[str, RequestRate] = {}
         self._clock = Clock()
+        from simulator.coinbase.user_stream import CoinbaseUserStreams  # it builds on this module
+
+        #: The ``user`` channel the market-data WebSocket serves for this API's accounts.
+        self.user_streams = CoinbaseUserStreams(self)
 
     def venue_order_id(self, order: Order) -> str:
         return order.uuid
@@ -90,28 +125,8 @@ class CoinbaseTrading(TradingServer):
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return None
-        try:
-            head_text, claims_text, signature_text = header[len("Bearer ") :].strip().split(".")
-            head = json.loads(_b64url(head_text))
-            claims = json.loads(_b64url(claims_text))
-            signature = _b64url(signature_text)
-        except (ValueError, binascii.Error, json.JSONDecodeError):
-            return None
-        account = self.engine.accounts.by_coinbase_key.get(str(head.get("kid")))
-        if account is None or account.coinbase is None:
-            return None
-        key = account.coinbase
-        if head.get("alg") != key.algorithm or claims.get("sub") != key.key_name or claims.get("iss") != "cdp":
-            return None
-        if not key.verify(f"{head_text}.{claims_text}".encode(), signature):
-            return None
-        now = time.time()
-        nbf, exp = claims.get("nbf"), claims.get("exp")
-        if not isinstance(nbf, int | float) or not isinstance(exp, int | float) or nbf > now + SKEW or exp < now - SKEW:
-            return None
-        if claims.get("uri") != f"{request.method} {request.headers.get('Host', '')}{request.path}":
-            return None
-        return account
+        uri = f"{request.method} {request.headers.get('Host', '')}{request.path}"
+        return verify_jwt(self.engine.accounts, header[len("Bearer ") :].strip(), uri)
 
     def _private(self, action, create: bool = False):  # type: ignore[no-untyped-def]
         async def handler(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from typing import Protocol
 from urllib.parse import quote, urlencode
 
@@ -59,9 +60,18 @@ class Ed25519Signer:
         return "Ed25519Signer(***)"
 
 
+#: What percent-encoding leaves as it is: almost every parameter of an order (symbols, numbers,
+#: client order ids) is made of these, and is then joined without going through ``quote``.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def encode_params(params: dict[str, str]) -> str:
     """``parameter=value`` pairs joined by ``&``, percent-encoded as the docs' payloads are."""
-    return urlencode(params, quote_via=quote, safe="")
+    safe = _UNRESERVED.fullmatch
+    return "&".join(
+        f"{key}={value}" if safe(value) and safe(key) else urlencode({key: value}, quote_via=quote, safe="")
+        for key, value in params.items()
+    )
 
 
 def signed_params(params: dict[str, str], signer: BinanceSigner, timestamp_ms: int, recv_window_ms: int) -> str:

@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from producers.rate_limit import WeightedRateLimiter
 from producers.venues.binance.signing import BinanceSigner, Ed25519Signer, HmacSigner, signed_params
 from producers.venues.binance.venue import USED_WEIGHT_HEADER
-from producers.venues.trading import Amend, OrderRequest, Prepared, TradingHttp, VenueOrder, decimal_text, now_ms
+from producers.venues.trading import (
+    Amend,
+    OrderRequest,
+    Prepared,
+    TradingHttp,
+    VenueOrder,
+    VenueResponse,
+    decimal_text,
+    now_ms,
+)
 from tickflow.errors import (
     AuthFailed,
     DuplicateOrder,
@@ -203,7 +211,7 @@ class BinanceTradingClient:
             return response.content
         raise self._error(response, f"{method} {path}", mutating)
 
-    def _error(self, response: httpx.Response, what: str, mutating: bool) -> VenueError:
+    def _error(self, response: VenueResponse, what: str, mutating: bool) -> VenueError:
         status = response.status_code
         code, msg = _code_and_message(response)
         venue_message = f"{code} {msg}" if code is not None else f"HTTP {status} {response.text[:200]}"
@@ -275,7 +283,7 @@ def _replace_failure(venue: str, data: dict[str, Any], venue_message: str) -> Ve
     return ReplaceFailed(f"{venue}: cancel-replace failed: {what}", detail, old_canceled=canceled, reason=reason)
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: VenueResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -283,7 +291,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _code_and_message(response: httpx.Response) -> tuple[int | None, str | None]:
+def _code_and_message(response: VenueResponse) -> tuple[int | None, str | None]:
     body = _json(response)
     code = body.get("code")
     return (code if isinstance(code, int) else None), (str(body["msg"]) if "msg" in body else None)
@@ -293,7 +301,7 @@ def make_client(paths: BinanceTradingPaths, setup: TradingSetup) -> BinanceTradi
     signer: BinanceSigner = (
         HmacSigner(setup.secret) if setup.key_type == "hmac" else Ed25519Signer(setup.secret.encode())
     )
-    limiter = WeightedRateLimiter(paths.weight_per_minute)
+    limiter = WeightedRateLimiter(setup.weight_per_minute or paths.weight_per_minute)
     orders, seconds = setup.order_limit or paths.order_limit
     http = TradingHttp(setup.rest_url, venue=paths.venue, limiter=limiter, used_weight_header=USED_WEIGHT_HEADER,
                        order_limiter=WeightedRateLimiter(orders, seconds), order_count_header=paths.order_count_header,

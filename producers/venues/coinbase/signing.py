@@ -44,10 +44,16 @@ class CoinbaseJwtSigner:
 
     def token(self, method: str, host: str, path: str, *, now: float | None = None) -> str:
         """A JWT for one request: ``host`` as the Host header carries it, ``path`` without query."""
+        return self._token({"uri": f"{method} {host}{path}"}, now)
+
+    def websocket_token(self, *, now: float | None = None) -> str:
+        """A JWT for a WebSocket subscribe (the ``user`` channel): the same, without ``uri``."""
+        return self._token({}, now)
+
+    def _token(self, extra_claims: dict[str, str], now: float | None) -> str:
         issued = int(time.time() if now is None else now)
         header = {"alg": "ES256", "kid": self.key_name, "nonce": secrets.token_hex(16), "typ": "JWT"}
-        claims = {"sub": self.key_name, "iss": "cdp", "nbf": issued, "exp": issued + TOKEN_LIFETIME,
-                  "uri": f"{method} {host}{path}"}  # fmt: skip
+        claims = {"sub": self.key_name, "iss": "cdp", "nbf": issued, "exp": issued + TOKEN_LIFETIME, **extra_claims}
         signing_input = f"{b64url(_json(header))}.{b64url(_json(claims))}"
         r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
         return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"

@@ -12,12 +12,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from producers.rate_limit import WeightedRateLimiter
 from producers.venues.coinbase.signing import CoinbaseJwtSigner
-from producers.venues.trading import Amend, OrderRequest, Prepared, TradingHttp, VenueOrder, decimal_text
+from producers.venues.trading import Amend, OrderRequest, Prepared, TradingHttp, VenueOrder, VenueResponse, decimal_text
 from tickflow.errors import (
     AuthFailed,
     DuplicateOrder,
@@ -177,7 +176,7 @@ class CoinbaseTradingClient:
             return reply if isinstance(reply, dict) else {}
         raise self._error(response, f"{method} {path}", mutating)
 
-    def _error(self, response: httpx.Response, what: str, mutating: bool) -> VenueError:
+    def _error(self, response: VenueResponse, what: str, mutating: bool) -> VenueError:
         status, text = response.status_code, response.text[:300]
         if status == 429:
             return self.http.rate_limited(response, text)

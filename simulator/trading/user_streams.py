@@ -1,0 +1,82 @@
+"""What every venue's private user stream shares: who listens to which account, and the wire.
+
+The engine calls its listeners synchronously on every order change (``Engine.add_listener``), so a
+venue renders its message right there, from the order as it is at that moment (a later fill
+mutates the same object), and writes it at once: the order of events on the wire is the order
+they happened in. User streams carry a few messages per order, so writing without waiting for
+the client to drain costs nothing and keeps the engine's call path synchronous.
+
+``UserConnection.send`` is the one place the ``user_stream_drop_every`` fault is applied and
+recorded, so both venues drop and count alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from websockets.asyncio.server import ServerConnection
+
+from simulator.faults import Faults, SimStats
+from simulator.trading.engine import Engine, Fill, Order
+from simulator.wire import frame, is_open
+
+#: Called with every change of one account's orders.
+OrderListener = Callable[[Order, "Fill | None"], None]
+
+
+class UserStreamHub:
+    """Fans the engine's order changes out to the listeners of each account."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._listeners: dict[str, list[OrderListener]] = {}
+        engine.add_listener(self._changed)
+
+    def subscribe(self, account: str, listener: OrderListener) -> Callable[[], None]:
+        """Listen to ``account``'s orders; returns the function that stops it."""
+        self._listeners.setdefault(account, []).append(listener)
+
+        def unsubscribe() -> None:
+            listeners = self._listeners.get(account, [])
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return unsubscribe
+
+    def _changed(self, order: Order, fill: Fill | None) -> None:
+        for listener in list(self._listeners.get(order.account.name, ())):
+            listener(order, fill)
+
+
+class UserConnection:
+    """One client connection of a private stream: where its messages go, and its drop fault.
+
+    ``faults`` is read on every message, so a test may switch the fault on and off at runtime."""
+
+    def __init__(self, connection: ServerConnection, connection_id: int, account: str,
+                 faults: Callable[[], Faults], stats: SimStats) -> None:  # fmt: skip
+        self.connection = connection
+        self.id = connection_id
+        self.account = account
+        self.faults = faults
+        self.stats = stats
+        self.counted = 0
+
+    @property
+    def open(self) -> bool:
+        return is_open(self.connection)
+
+    def send(self, text: str, event: str, about: str, *, faultable: bool = True) -> bool:
+        """Write one message now; False if the drop fault ate it (recorded) or the connection is gone."""
+        self.stats.user_stream_messages += 1
+        if faultable:
+            self.counted += 1
+            every = self.faults().user_stream_drop_every
+            if every and self.counted % every == 0:
+                self.stats.user_stream_dropped.append((self.account, event, about))
+                return False
+        if not self.open:
+            return False
+        self.connection.transport.write(frame(text))
+        self.stats.frames_sent += 1
+        return True

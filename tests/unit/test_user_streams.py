@@ -1,0 +1,298 @@
+"""The venues' user-stream clients (producers/venues/*/user_stream.py) against the simulator's user
+streams: orders placed through the trading clients must come back as updates (acceptance, every
+fill, the cancel) and balances; a dropped connection must reconnect and say so (the caller
+reconciles); a message the venue loses must stay unreported; unreadable frames are skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from decimal import ROUND_CEILING, Decimal
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from websockets.asyncio.server import ServerConnection, serve
+
+from producers.connection import Backoff
+from producers.venues import VENUES, TradingSetup
+from producers.venues.binance.user_stream import SPOT_USER_STREAM, BinanceUserStream, binance_user_stream
+from producers.venues.coinbase.signing import CoinbaseJwtSigner
+from producers.venues.coinbase.user_stream import coinbase_user_stream
+from producers.venues.trading import OrderRequest, TradingClient, client_order_id
+from producers.venues.user_stream import BalanceUpdate, OrderUpdate, VenueUserStream
+from simulator.binance import BinanceSynthetic
+from simulator.coinbase import CoinbaseSynthetic
+from simulator.faults import Faults
+from simulator.trading import Account, BinanceKey, CoinbaseKey, TradingConfig
+from tickflow.events import OrderStatus, OrderType, Side, TimeInForce
+
+pytestmark = pytest.mark.timeout(60)
+
+SECRET = "user-stream-hmac-secret-0123456789"
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+KEY_NAME = "organizations/org-1/apiKeys/streams"
+PUBLIC = EC_KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()  # fmt: skip
+PRIVATE = EC_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption()).decode()  # fmt: skip
+FAST = Backoff(initial=0.05, maximum=0.2)
+VENUE_IDS = ["binance-spot", "binance-usdm", "coinbase"]
+
+Sim = BinanceSynthetic | CoinbaseSynthetic
+
+
+def simulator(venue: str) -> Sim:
+    balances = {"USDT": "1000000", "USD": "1000000", "BTC": "1000", "ETH": "1000"}
+    accounts = [Account("alice", balances, binance=BinanceKey("alice-key", hmac_secret=SECRET),
+                        coinbase=CoinbaseKey(KEY_NAME, PUBLIC))]  # fmt: skip
+    if venue == "coinbase":
+        return CoinbaseSynthetic(2, seed=7, rate=50.0, trading=TradingConfig(accounts))
+    return BinanceSynthetic(2, usdm=venue == "binance-usdm", seed=7, rate=50.0, trading=TradingConfig(accounts))
+
+
+def trading_client(venue: str, sim: Sim) -> TradingClient:
+    secret = PRIVATE if venue == "coinbase" else SECRET
+    setup = TradingSetup(sim.trading_url, KEY_NAME if venue == "coinbase" else "alice-key", secret,
+                         "es256" if venue == "coinbase" else "hmac")  # fmt: skip
+    spec = VENUES[venue]
+    assert spec.trading is not None
+    return spec.trading(setup)
+
+
+def market(sim: Sim) -> tuple[str, Decimal, Decimal, Decimal, Decimal]:
+    """(venue symbol, best bid, best ask, tick, step) of the first instrument, now."""
+    instrument, book = sim.synthetic.instruments[0], sim.synthetic.books[0]
+    separator = "-" if isinstance(sim, CoinbaseSynthetic) else ""
+    return (f"{instrument.base}{separator}{instrument.quote}", instrument.price.value(book.best_bid),
+            instrument.price.value(book.best_ask), instrument.tick_size, instrument.step_size)  # fmt: skip
+
+
+def size_for(price: Decimal, step: Decimal) -> Decimal:
+    return max(step, (Decimal(20) / price / step).to_integral_value(rounding=ROUND_CEILING) * step)
+
+
+def user_stream(venue: str, sim: Sim, symbol: str) -> VenueUserStream:
+    if venue == "coinbase":
+        return coinbase_user_stream(sim.ws_url, CoinbaseJwtSigner(KEY_NAME, PRIVATE.encode()), [symbol], backoff=FAST)
+    return binance_user_stream(venue, sim.trading_url, sim.ws_url, "alice-key", backoff=FAST)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.orders: list[OrderUpdate] = []
+        self.balances: list[BalanceUpdate] = []
+        self.connected = 0
+
+    def on_order(self, update: OrderUpdate) -> None:
+        self.orders.append(update)
+
+    def on_balance(self, update: BalanceUpdate) -> None:
+        self.balances.append(update)
+
+    def on_connected(self) -> None:
+        self.connected += 1
+
+    def of(self, client_id: str) -> list[OrderUpdate]:
+        return [u for u in self.orders if u.order.client_order_id == client_id]
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, "timed out waiting for the stream"
+            await asyncio.sleep(0.02)
+
+
+Scenario = Callable[[Sim, TradingClient, VenueUserStream, Recorder, str], Awaitable[None]]
+
+
+def run(venue: str, scenario: Scenario) -> None:
+    async def main() -> None:
+        async with simulator(venue) as sim:
+            symbol = market(sim)[0]
+            trading = trading_client(venue, sim)
+            stream = user_stream(venue, sim, symbol)
+            recorder, stop = Recorder(), asyncio.Event()
+            task = asyncio.create_task(stream.run(recorder.on_order, recorder.on_balance, recorder.on_connected, stop))
+            try:
+                await recorder.until(lambda: recorder.connected == 1)
+                await scenario(sim, trading, stream, recorder, symbol)
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 5)
+                await trading.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("venue", VENUE_IDS)
+def test_acceptance_fills_and_cancel_are_reported(venue: str) -> None:
+    async def scenario(sim: Sim, trading: TradingClient, stream: VenueUserStream, rec: Recorder, symbol: str) -> None:
+        _, bid, ask, tick, step = market(sim)
+        resting = client_order_id(f"{venue}-rest")
+        await trading.create(OrderRequest(symbol, resting, Side.BUY, OrderType.LIMIT, size_for(bid, step),
+                                          bid - 20 * tick))  # fmt: skip
+        await rec.until(lambda: bool(rec.of(resting)))
+        accepted = rec.of(resting)[0]
+        assert accepted.symbol == symbol and accepted.fill is None
+        assert accepted.order.status is OrderStatus.ACCEPTED and accepted.order.price == bid - 20 * tick
+        assert accepted.order.exchange_ts is not None and accepted.order.exchange_ts > 10**15  # µs
+
+        taker = client_order_id(f"{venue}-take")
+        size = size_for(ask, step) * 3
+        await trading.create(OrderRequest(symbol, taker, Side.BUY, OrderType.LIMIT, size, ask + 5 * tick,
+                                          TimeInForce.IOC))  # fmt: skip
+        await rec.until(lambda: any(not u.order.open for u in rec.of(taker)))
+        placed = next(o for o in sim.engine.orders if o.client_id == taker)
+        updates = rec.of(taker)
+        assert updates[-1].order.status is (OrderStatus.FILLED if placed.status == "FILLED" else OrderStatus.EXPIRED)
+        assert updates[-1].order.filled_size == placed.executed > 0
+        fills = [u.fill for u in updates if u.fill is not None]
+        assert sum(f.size for f in fills) == placed.executed
+        if venue == "coinbase":  # orders, not fills: no per-fill price, the fee in quote
+            assert sum(f.fee or 0 for f in fills) == placed.fees
+            assert all(f.price is None and f.trade_id is None and f.fee_asset == "USD" for f in fills)
+            assert updates[-1].order.avg_fill_price == placed.average_price
+        else:  # one update per venue fill, with its price, size, fee and trade id
+            eight = Decimal("1e-8")  # Binance states commissions to 8 decimals
+            venue_fills = [(str(f.trade_id), f.price, f.size, f.fee.quantize(eight), f.fee_asset) for f in placed.fills]
+            assert [(f.trade_id, f.price, f.size, f.fee, f.fee_asset) for f in fills] == venue_fills
+            assert all(f.price is not None and f.price <= ask + 5 * tick for f in fills)
+
+        await trading.cancel(symbol, resting)
+        await rec.until(lambda: rec.of(resting)[-1].order.status is OrderStatus.CANCELED)
+        canceled = rec.of(resting)[-1].order
+        assert canceled.filled_size == 0 and canceled.size == size_for(bid, step)
+
+        if venue == "binance-spot":  # every balance change, free and locked as the venue has them
+            base = sim.synthetic.instruments[0].base
+            await rec.until(lambda: any(b.asset == base for b in rec.balances))
+            last = [b for b in rec.balances if b.asset == base][-1]
+            assert (last.free, last.locked) == sim.engine.balance("alice", base)
+        elif venue == "binance-usdm":
+            assert any(b.asset == "USDT" for b in rec.balances)
+        assert stream.counters.malformed == 0 and stream.counters.connections == 1
+
+    run(venue, scenario)
+
+
+@pytest.mark.parametrize("venue", ["binance-spot", "coinbase"])
+def test_a_dropped_connection_reconnects_and_calls_on_connected_again(venue: str) -> None:
+    async def scenario(sim: Sim, trading: TradingClient, stream: VenueUserStream, rec: Recorder, symbol: str) -> None:
+        _, bid, _, tick, step = market(sim)
+        await sim.drop_connections()
+        await rec.until(lambda: rec.connected == 2)
+        assert stream.counters.reconnects >= 1 and stream.counters.last_error
+        cid = client_order_id(f"{venue}-after")
+        await trading.create(OrderRequest(symbol, cid, Side.BUY, OrderType.LIMIT, size_for(bid, step),
+                                          bid - 20 * tick))  # fmt: skip
+        await rec.until(lambda: bool(rec.of(cid)))  # the new connection carries the account's events
+
+    run(venue, scenario)
+
+
+@pytest.mark.parametrize("venue", ["binance-spot", "coinbase"])
+def test_a_message_the_venue_loses_is_not_reported_and_only_a_rest_read_shows_it(venue: str) -> None:
+    async def scenario(sim: Sim, trading: TradingClient, stream: VenueUserStream, rec: Recorder, symbol: str) -> None:
+        _, bid, _, tick, step = market(sim)
+        assert sim.trading is not None
+        sim.trading.faults = Faults(user_stream_drop_every=1)
+        lost = client_order_id(f"{venue}-lost")
+        await trading.create(OrderRequest(symbol, lost, Side.BUY, OrderType.LIMIT, size_for(bid, step),
+                                          bid - 20 * tick))  # fmt: skip
+        sim.trading.faults = Faults()
+        seen = client_order_id(f"{venue}-seen")
+        await trading.create(OrderRequest(symbol, seen, Side.BUY, OrderType.LIMIT, size_for(bid, step),
+                                          bid - 21 * tick))  # fmt: skip
+        await rec.until(lambda: bool(rec.of(seen)))
+        assert rec.of(lost) == []
+        assert ("alice", "executionReport" if venue != "coinbase" else "update", lost) in sim.stats.user_stream_dropped
+        found = await trading.query(symbol, lost)  # reconciliation is what finds it
+        assert found is not None and found.status is OrderStatus.ACCEPTED
+        if venue == "coinbase":  # the lost message used up its sequence_num: the client saw the gap
+            assert stream.counters.gaps == 1
+
+    run(venue, scenario)
+
+
+def test_binance_replaces_an_expired_listen_key_and_a_key_the_keepalive_finds_gone() -> None:
+    async def scenario(sim: Sim, trading: TradingClient, stream: VenueUserStream, rec: Recorder, symbol: str) -> None:
+        assert isinstance(stream, BinanceUserStream) and isinstance(sim, BinanceSynthetic) and sim.trading
+        first = stream.listen_key
+        assert first is not None
+        stream.keepalive_interval = 0.1  # from the next connection on
+        sim.trading.user_streams.expire(first)  # listenKeyExpired on the stream
+        await rec.until(lambda: rec.connected == 2)
+        second = stream.listen_key
+        assert second not in (None, first) and stream.counters.last_error == "listenKeyExpired"
+        # The key disappears without an event: the next keepalive's -1125 replaces it.
+        sim.trading.user_streams.keys.close(second)  # type: ignore[arg-type]
+        await rec.until(lambda: rec.connected == 3)
+        assert stream.listen_key not in (first, second)
+        assert "listenKey gone" in (stream.counters.last_error or "")
+
+    run("binance-usdm", scenario)
+
+
+def test_the_keepalive_extends_the_key() -> None:
+    async def main() -> None:
+        async with simulator("binance-spot") as sim:
+            stream = binance_user_stream("binance-spot", sim.trading_url, sim.ws_url, "alice-key",
+                                         keepalive_interval=0.1, backoff=FAST)  # fmt: skip
+            rec, stop = Recorder(), asyncio.Event()
+            task = asyncio.create_task(stream.run(rec.on_order, rec.on_balance, rec.on_connected, stop))
+            await rec.until(lambda: stream.keepalives >= 3)
+            assert rec.connected == 1 and stream.counters.reconnects == 0
+            key = stream.listen_key
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            assert sim.trading is not None and not sim.trading.user_streams.keys.account(key or "")  # DELETEd
+
+    asyncio.run(main())
+
+
+def test_unreadable_frames_are_counted_and_skipped() -> None:
+    """A stand-in venue that sends garbage between documented messages, on both venues' shapes."""
+    report = {"e": "executionReport", "E": 1, "s": "BTCUSDT", "c": "a", "S": "BUY", "o": "LIMIT", "f": "GTC",
+              "q": "1.00000000", "p": "2.00000000", "C": "", "x": "NEW", "X": "NEW", "i": 7, "l": "0", "z": "0",
+              "L": "0", "n": "0", "N": None, "T": 1700000000000, "t": -1, "Z": "0"}  # fmt: skip
+    order = {"order_id": "u-1", "client_order_id": "a", "cumulative_quantity": "0", "leaves_quantity": "1",
+             "avg_price": "0", "total_fees": "0", "status": "OPEN", "product_id": "BTC-USD",
+             "limit_price": "2"}  # fmt: skip
+    envelope = {"channel": "user", "client_id": "", "timestamp": "2024-01-01T00:00:00.5Z"}
+
+    def user(sequence: int, kind: str, orders: list[dict]) -> str:
+        return json.dumps({**envelope, "sequence_num": sequence, "events": [{"type": kind, "orders": orders}]})
+
+    frames = {
+        "binance": ['{"e": "executionRep', "[1, 2]", json.dumps({**report, "z": "lots"}), json.dumps(report)],
+        "coinbase": [user(0, "snapshot", []), "{not json", json.dumps({**envelope, "events": []}),
+                     user(2, "update", [{**order, "cumulative_quantity": "x"}]), user(3, "update", [order])],
+    }  # fmt: skip
+
+    async def venue(connection: ServerConnection) -> None:
+        kind = "binance" if connection.request and connection.request.path.startswith("/ws/") else "coinbase"
+        for frame in frames[kind]:
+            await connection.send(frame)
+        await connection.wait_closed()
+
+    async def main() -> None:
+        async with serve(venue, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            rest = httpx.MockTransport(lambda request: httpx.Response(200, json={"listenKey": "k" * 64}))
+            binance = BinanceUserStream(SPOT_USER_STREAM, "http://rest", url, "key", backoff=FAST,
+                                        http=httpx.AsyncClient(base_url="http://rest", transport=rest))  # fmt: skip
+            coinbase = coinbase_user_stream(url, CoinbaseJwtSigner(KEY_NAME, PRIVATE.encode()), [], backoff=FAST)
+            for stream, malformed in ((binance, 3), (coinbase, 3)):
+                rec, stop = Recorder(), asyncio.Event()
+                task = asyncio.create_task(stream.run(rec.on_order, rec.on_balance, rec.on_connected, stop))
+                await rec.until(lambda: len(rec.orders) == 1)  # noqa: B023 - awaited inside the iteration
+                await asyncio.sleep(0.05)
+                stop.set()
+                await asyncio.wait_for(task, 5)
+                assert stream.counters.malformed == malformed and rec.connected == 1
+                assert rec.orders[0].order.client_order_id == "a" and rec.orders[0].order.status is OrderStatus.ACCEPTED
+
+    asyncio.run(main())
