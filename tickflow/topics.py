@@ -29,6 +29,7 @@ ORDER_COMMANDS = "tickflow.orders.commands"
 ORDER_EVENTS = "tickflow.orders.events"
 ORDER_CONTROL = "tickflow.orders.control"
 ORDER_STATE = "tickflow.orders.state"
+BALANCES = "tickflow.balances"
 DEAD_LETTER = "tickflow.dead-letter"
 
 

@@ -11,6 +11,7 @@ from processors.router.router import OrderRouter
 from processors.router.settings import RouterSettings
 from producers.venues import VENUES, TradingSetup
 from producers.venues.trading import HttpTimeouts, TradingClient
+from producers.venues.user_stream import UserStream
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
 from tickflow.errors import ConfigError
@@ -27,9 +28,13 @@ def venue_url(settings: RouterSettings, venue: str) -> str:
     return (endpoint.rest_url if endpoint and endpoint.rest_url else None) or spec.default_rest_url
 
 
-def build_clients(settings: RouterSettings) -> dict[tuple[str, str], TradingClient]:
-    """One trading client per account and venue, from the secrets the settings point at."""
+def build_clients(
+    settings: RouterSettings,
+) -> tuple[dict[tuple[str, str], TradingClient], dict[tuple[str, str], UserStream]]:
+    """One trading client per account and venue, from the secrets the settings point at, and its
+    private stream (unless ``user_streams`` is off or the venue has none)."""
     clients: dict[tuple[str, str], TradingClient] = {}
+    streams: dict[tuple[str, str], UserStream] = {}
     for account, config in settings.accounts.items():
         for venue, credentials in config.venues.items():
             spec = VENUES.get(venue)
@@ -48,13 +53,16 @@ def build_clients(settings: RouterSettings) -> dict[tuple[str, str], TradingClie
                 weight_per_minute=endpoint.weight_per_minute if endpoint else None,
             )
             clients[(account, venue)] = spec.trading(setup)
-    return clients
+            ws_url = (endpoint.user_stream_url if endpoint else None) or spec.default_user_ws_url
+            if settings.user_streams and spec.user_stream is not None and ws_url:
+                streams[(account, venue)] = spec.user_stream(setup, ws_url, [])
+    return clients, streams
 
 
 async def prepare(settings: RouterSettings, tickflow: Settings) -> OrderRouter:
     """A router ready to run: clients, instruments, the followed topics, Kafka."""
     codec = AvroCodec(SchemaRegistry(tickflow.registry))
-    clients = build_clients(settings)
+    clients, streams = build_clients(settings)
     market = MarketView()
     for venue in sorted({venue for _, venue in clients}):
         endpoint = settings.venues.get(venue)
@@ -64,7 +72,7 @@ async def prepare(settings: RouterSettings, tickflow: Settings) -> OrderRouter:
     market.follow(tickflow.kafka, AvroCodec(SchemaRegistry(tickflow.registry)), settings.bbo_topic,
                   settings.control_topic, settings.bbo_max_age)  # fmt: skip
     await asyncio.to_thread(market.switches_loaded.wait, 30)
-    router = OrderRouter(settings, tickflow.kafka, codec, clients, market)
+    router = OrderRouter(settings, tickflow.kafka, codec, clients, market, streams)
     await asyncio.to_thread(router.start_kafka)
     return router
 

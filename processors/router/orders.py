@@ -18,6 +18,7 @@ from decimal import Context, Decimal
 
 from processors.router.checks import Exposure
 from producers.venues.trading import VenueOrder
+from producers.venues.user_stream import Fill
 from tickflow.events import (
     CreateOrder,
     OrderCommand,
@@ -64,6 +65,8 @@ class OrderBook:
         self.orders: dict[str, OrderState] = {}
         self._accounts: dict[str, _AccountBook] = {}
         self._closed: deque[tuple[float, str]] = deque()
+        #: (account, venue, client order id) -> order id: the private streams name orders so.
+        self._by_client: dict[tuple[str, str, str], str] = {}
 
     def get(self, order_id: str) -> OrderState | None:
         return self.orders.get(order_id)
@@ -74,6 +77,8 @@ class OrderBook:
             self._count(old, -1)
         self.orders[state.order_id] = state
         self._count(state, 1)
+        if state.client_order_id:
+            self._by_client[(state.account, state.venue, state.client_order_id)] = state.order_id
         if not state.open:
             self._closed.append((time.monotonic(), state.order_id))
 
@@ -98,8 +103,13 @@ class OrderBook:
             state = self.orders.get(order_id)
             if state is not None and not state.open:
                 del self.orders[order_id]  # its fills stay in the position: not uncounted
+                self._by_client.pop((state.account, state.venue, state.client_order_id), None)
                 forgotten += 1
         return forgotten
+
+    def by_client_id(self, account: str, venue: str, client_order_id: str) -> OrderState | None:
+        order_id = self._by_client.get((account, venue, client_order_id))
+        return self.orders.get(order_id) if order_id is not None else None
 
     def answered(self, command: OrderCommand) -> bool:
         state = self.orders.get(command.order_id)
@@ -149,6 +159,14 @@ def with_venue(state: OrderState, order: VenueOrder, answered: str | None = None
     )  # fmt: skip
 
 
+def merge(state: OrderState, order: VenueOrder) -> OrderState:
+    """``state`` updated by a private-stream report, which never takes the fills back: a report
+    older than the answer already applied leaves the filled size as it is."""
+    if order.filled_size < state.filled_size:
+        return state
+    return with_venue(state, order)
+
+
 def answered_by(state: OrderState, command_id: str, **changes: object) -> OrderState:
     return _replace(state, answered=_answer(state, command_id), **changes)
 
@@ -167,16 +185,19 @@ def _replace(state: OrderState, **changes: object) -> OrderState:
 
 def event(state: OrderState, status: OrderStatus, *, command_id: str | None, reason: RejectReason | None = None,
           rule: str | None = None, venue_message: str | None = None, exchange_ts: int | None = None,
-          last_fill: tuple[Decimal, Decimal | None] | None = None) -> OrderEvent:  # fmt: skip
-    """An event about ``state``'s order."""
-    last_size, last_price = last_fill if last_fill else (None, None)
+          last_fill: tuple[Decimal, Decimal | None] | None = None, fill: Fill | None = None) -> OrderEvent:  # fmt: skip
+    """An event about ``state``'s order; ``fill`` (from a private stream) or ``last_fill`` (size,
+    price: what reconciliation saw filled) for a fill."""
+    last_size, last_price = (fill.size, fill.price) if fill else last_fill if last_fill else (None, None)
     return OrderEvent(
         event_id=event_id(), command_id=command_id, account=state.account, order_id=state.order_id,
         client_order_id=state.client_order_id, venue_order_id=state.venue_order_id, venue=state.venue,
         market=state.market, symbol=state.symbol, status=status, reason=reason, rule=rule,
         venue_message=venue_message, side=state.side, price=state.price, size=state.size,
-        filled_size=state.filled_size, avg_fill_price=state.avg_fill_price, last_fill_price=last_price,
-        last_fill_size=last_size, exchange_ts=exchange_ts, event_ts=now_us(),
+        filled_size=state.filled_size, avg_fill_price=state.avg_fill_price, last_fill_price=_finite(last_price),
+        last_fill_size=_finite(last_size), fee=_finite(fill.fee) if fill else None,
+        fee_asset=fill.fee_asset if fill else None, trade_id=fill.trade_id if fill else None,
+        exchange_ts=exchange_ts, event_ts=now_us(),
     )  # fmt: skip
 
 

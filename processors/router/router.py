@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -36,7 +36,16 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from processors.router import orders as book_events
 from processors.router.checks import CheckFailed, PreTradeChecks, Rejection, invalid
 from processors.router.market import MarketView
-from processors.router.orders import OrderBook, answered_by, event, new_state, now_us, rejected_state, with_venue
+from processors.router.orders import (
+    OrderBook,
+    answered_by,
+    event,
+    merge,
+    new_state,
+    now_us,
+    rejected_state,
+    with_venue,
+)
 from processors.router.settings import RouterSettings
 from producers.venues.binance.trading import ReplaceFailed
 from producers.venues.trading import (
@@ -47,6 +56,7 @@ from producers.venues.trading import (
     VenueOrder,
     client_order_id,
 )
+from producers.venues.user_stream import BalanceUpdate, OrderUpdate, UserStream
 from tickflow import topics
 from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
@@ -62,6 +72,7 @@ from tickflow.errors import (
 )
 from tickflow.events import (
     AmendOrder,
+    Balance,
     CancelOrder,
     CreateOrder,
     DeadLetter,
@@ -96,6 +107,8 @@ class RouterStats:
     internal_errors: int = 0
     transactions: int = 0
     reconciled: int = 0
+    stream_fills: int = 0
+    stream_unmatched: int = 0
     in_flight: int = 0
     #: Seconds from a command consumed to its first venue request handed to the HTTP client.
     send_latency: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
@@ -135,6 +148,7 @@ class OrderRouter:
         codec: AvroCodec,
         clients: dict[tuple[str, str], TradingClient],
         market: MarketView,
+        streams: dict[tuple[str, str], UserStream] | None = None,
     ) -> None:
         self.settings = settings
         self.kafka = kafka
@@ -152,12 +166,19 @@ class OrderRouter:
         self._recovery_until: dict[tuple[str, int], int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._background: set[asyncio.Future] = set()
         self._room = asyncio.Event()
         self._room.set()
         self._stopping = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self._listeners: list[Callable[[OrderEvent], None]] = []
+        self.streams = streams or {}
+        #: Trade ids each open order's fills were published with (a stream may repeat itself).
+        self._trades: dict[str, set[str]] = {}
+        #: Stream reports that came before the create's answer (an order that fills at once), by
+        #: (account, venue, client order id): applied as soon as the answer is published.
+        self._early: defaultdict[tuple[str, str, str], list[tuple[float, OrderUpdate]]] = defaultdict(list)
 
     # --- start and stop -----------------------------------------------------------------------
 
@@ -221,6 +242,8 @@ class OrderRouter:
         assert self.consumer is not None
         committer = asyncio.create_task(self._commit_loop())
         reconciler = asyncio.create_task(self._reconcile_loop())
+        streams_stop = asyncio.Event()
+        streams = [asyncio.create_task(self._follow(key, stream, streams_stop)) for key, stream in self.streams.items()]
         try:
             while not stop.is_set():
                 await self._room.wait()
@@ -234,6 +257,9 @@ class OrderRouter:
                     self._start(msg, consumed_at)
         finally:
             self._stopping = True
+            streams_stop.set()
+            if streams:
+                await asyncio.wait(streams, timeout=10)
             reconciler.cancel()
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=30)
@@ -533,6 +559,9 @@ class OrderRouter:
         if state is not None:
             self.book.put(state)
             self._outbox.append((self.settings.state_topic, state))
+            early = self._early.pop((state.account, state.venue, state.client_order_id), None) if self._early else None
+            for _, update in early or ():
+                self._spawn(self._apply_update(state.order_id, update))
         for listener in self._listeners:
             listener(evt)
 
@@ -603,23 +632,83 @@ class OrderRouter:
                     continue
                 raise  # fenced by a newer incarnation, or fatal: stop, the newer one carries on
 
+    # --- private streams ----------------------------------------------------------------------
+
+    async def _follow(self, key: tuple[str, str], stream: UserStream, stop: asyncio.Event) -> None:
+        """One account's private stream at one venue: fills and venue-side changes become events,
+        balances go to the balance topic, and every (re)connect is followed by a reconciliation
+        (what happened while the stream was down is asked of the REST API)."""
+        account, venue = key
+
+        def on_order(update: OrderUpdate) -> None:
+            state = self.book.by_client_id(account, venue, update.order.client_order_id)
+            if state is None:  # not ours, or its create is still being answered: kept a while
+                self.stats.stream_unmatched += 1
+                self._early[(account, venue, update.order.client_order_id)].append((time.monotonic(), update))
+                return
+            self._spawn(self._apply_update(state.order_id, update))
+
+        def on_balance(update: BalanceUpdate) -> None:
+            balance = Balance(account=account, venue=venue, asset=update.asset, free=update.free,
+                              locked=update.locked, exchange_ts=update.exchange_ts, event_ts=now_us())  # fmt: skip
+            self._outbox.append((self.settings.balances_topic, balance))
+
+        def on_connected() -> None:
+            self._spawn(self.reconcile(only=key))
+
+        await stream.run(on_order, on_balance, on_connected, stop)
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _apply_update(self, order_id: str, update: OrderUpdate) -> None:
+        async with self._locks.setdefault(order_id, asyncio.Lock()):
+            state = self.book.get(order_id)
+            if state is None or state.client_order_id != update.order.client_order_id:
+                return  # an order since replaced (a cancel-replace's old half)
+            order, fill = update.order, update.fill
+            if fill is not None:
+                seen = self._trades.setdefault(order_id, set())
+                if fill.trade_id is not None and fill.trade_id in seen:
+                    return
+                if fill.trade_id is None and order.filled_size <= state.filled_size:
+                    return  # a cumulative report (Coinbase) of what is already counted
+                if fill.trade_id is not None:
+                    seen.add(fill.trade_id)
+                updated = merge(state, order)
+                self.stats.stream_fills += 1
+                self._publish(event(updated, order.status, command_id=None, exchange_ts=order.exchange_ts,
+                                    fill=fill), updated)  # fmt: skip
+            elif not order.open and state.open and order.filled_size >= state.filled_size:
+                updated = merge(state, order)  # canceled or expired at the venue's initiative
+                self._publish(event(updated, order.status, command_id=None, exchange_ts=order.exchange_ts), updated)
+            if not order.open:
+                self._trades.pop(order_id, None)
+
     # --- reconciliation -----------------------------------------------------------------------
 
     async def _reconcile_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reconcile_interval)
             self.book.forget_closed(self.settings.max_command_age + 60)
+            cutoff = time.monotonic() - 60  # stream reports of orders that never became ours
+            for key in [k for k, updates in self._early.items() if updates[-1][0] < cutoff]:
+                del self._early[key]
             try:
                 await self.reconcile()
             except Exception:
                 log.exception("reconciliation failed; it runs again in %g s", self.settings.reconcile_interval)
 
-    async def reconcile(self) -> None:
+    async def reconcile(self, only: tuple[str, str] | None = None) -> None:
         """Bring open orders in line with the venues: fills, cancels and expiries the router did
-        not cause are published as events without a command id."""
+        not cause (and the private stream did not tell) are published as events without a
+        command id. ``only``: one account at one venue (after its stream reconnected)."""
         by_client: dict[tuple[str, str], list[OrderState]] = {}
         for state in self.book.open_orders():
-            by_client.setdefault((state.account, state.venue), []).append(state)
+            if only is None or (state.account, state.venue) == only:
+                by_client.setdefault((state.account, state.venue), []).append(state)
         for key, states in by_client.items():
             client = self.clients.get(key)
             if client is None:

@@ -96,6 +96,8 @@ class VenueEndpoint(BaseModel):
     model_config = {"extra": "forbid"}
 
     rest_url: str | None = None
+    #: The private stream's WebSocket host (fills, order updates, balances); default: the venue's.
+    user_stream_url: str | None = None
     #: Where its instrument rules are read (exchangeInfo, products); default: ``rest_url``.
     market_data_url: str | None = None
     recv_window_ms: int = Field(5000, ge=100, le=60000)
@@ -122,6 +124,9 @@ class RouterSettings(BaseSettings):
     events_topic: str = topics.ORDER_EVENTS
     state_topic: str = topics.ORDER_STATE
     control_topic: str = topics.ORDER_CONTROL
+    balances_topic: str = topics.BALANCES
+    #: Follow each account's private stream (fills, venue-side cancels and expiries, balances).
+    user_streams: bool = True
     #: Best bid/offer for the price band: the order-book agent's validated tops by default.
     bbo_topic: str = topics.BOOK_BBO
     #: A best bid/offer older than this does not count (the band then rejects: "bbo_unavailable").

@@ -16,6 +16,7 @@ from typing import Any
 from producers.feed import FeedOptions, Venue, VenueFeed
 from producers.stream import EventSink
 from producers.venues.trading import HttpTimeouts, TradingClient
+from producers.venues.user_stream import UserStream
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class VenueSpec:
     market_data: Callable[..., Venue]
     #: Builds one account's trading client (None: the router cannot trade there yet).
     trading: Callable[[TradingSetup], TradingClient] | None = None
+    #: Builds one account's private stream: (setup, WebSocket URL, venue symbols) -> stream.
+    user_stream: Callable[[TradingSetup, str, list[str]], UserStream] | None = None
+    #: Where the private stream is, unless the config names another host.
+    default_user_ws_url: str | None = None
 
     def make_feed(self, symbols: list[str], sink: EventSink, **options: Any) -> VenueFeed:
         venue = self.market_data(**options.pop("venue_options", {}))
@@ -82,16 +87,33 @@ def _coinbase_trading(setup: TradingSetup) -> TradingClient:
     return make_client(setup)
 
 
+def _binance_user_stream(venue: str) -> Callable[[TradingSetup, str, list[str]], UserStream]:
+    def user_stream(setup: TradingSetup, ws_url: str, symbols: list[str]) -> UserStream:
+        from producers.venues.binance.user_stream import binance_user_stream
+
+        return binance_user_stream(venue, setup.rest_url, ws_url, setup.api_key)
+
+    return user_stream
+
+
+def _coinbase_user_stream(setup: TradingSetup, ws_url: str, symbols: list[str]) -> UserStream:
+    from producers.venues.coinbase.signing import CoinbaseJwtSigner
+    from producers.venues.coinbase.user_stream import coinbase_user_stream
+
+    return coinbase_user_stream(ws_url, CoinbaseJwtSigner(setup.api_key, setup.secret.encode()), symbols)
+
+
 VENUES: dict[str, VenueSpec] = {
     "binance-spot": VenueSpec(
         "wss://stream.binance.com:9443", "https://api.binance.com", _binance("BINANCE_SPOT"),
-        _binance_trading("SPOT_TRADING"),
+        _binance_trading("SPOT_TRADING"), _binance_user_stream("binance-spot"), "wss://stream.binance.com:9443",
     ),
     "binance-usdm": VenueSpec(
         "wss://fstream.binance.com", "https://fapi.binance.com", _binance("BINANCE_USDM"),
-        _binance_trading("USDM_TRADING"),
+        _binance_trading("USDM_TRADING"), _binance_user_stream("binance-usdm"), "wss://fstream.binance.com",
     ),
     "coinbase": VenueSpec(
-        "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com", _coinbase, _coinbase_trading
+        "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com", _coinbase, _coinbase_trading,
+        _coinbase_user_stream, "wss://advanced-trade-ws-user.coinbase.com",
     ),
 }  # fmt: skip

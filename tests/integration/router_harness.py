@@ -110,6 +110,7 @@ class RouterTopics:
     state: str
     control: str
     bbo: str
+    balances: str
 
     @classmethod
     def make(cls, new_topic: Callable[..., str]) -> RouterTopics:
@@ -119,6 +120,7 @@ class RouterTopics:
             state=new_topic("router.state", 3, **{"cleanup.policy": "compact"}),
             control=new_topic("router.control", 1, **{"cleanup.policy": "compact"}),
             bbo=new_topic("router.bbo", 1),
+            balances=new_topic("router.balances", 1, **{"cleanup.policy": "compact"}),
         )
 
 
@@ -141,13 +143,15 @@ class RouterProcess:
             "group_id": f"router-test-{secrets.token_hex(4)}",
             "instance_id": "router-a",
             "commands_topic": topics.commands, "events_topic": topics.events, "state_topic": topics.state,
-            "control_topic": topics.control, "bbo_topic": topics.bbo, "commit_interval_ms": 20,
+            "control_topic": topics.control, "bbo_topic": topics.bbo, "balances_topic": topics.balances,
+            "commit_interval_ms": 20,
             "reconcile_interval": 1.0,
             "accounts": {"alice": {
                 "venues": {VENUE: {"api_key": {"env": KEY_ENV}, "secret": {"env": SECRET_ENV}, "key_type": "hmac"}},
                 "limits": {"price_band": None, **(limits or {})},
             }},
-            "venues": {VENUE: {"rest_url": venue.sim.trading_url, "read_timeout": 1.0, "recv_window_ms": 3000}},
+            "venues": {VENUE: {"rest_url": venue.sim.trading_url, "user_stream_url": venue.sim.ws_url,
+                               "read_timeout": 1.0, "recv_window_ms": 3000}},
             **router,
         }  # fmt: skip
         path = tmp_path / "router.yaml"
@@ -202,8 +206,8 @@ class RouterProcess:
             self.stop()
 
 
-def read_events(settings: Settings, codec: AvroCodec, topic: str) -> list[OrderEvent]:
-    """Every committed event of ``topic`` (read committed: what consumers of the topic see)."""
+def read_events(settings: Settings, codec: AvroCodec, topic: str, kind: type = OrderEvent) -> list:
+    """Every committed ``kind`` record of ``topic`` (read committed: what consumers of it see)."""
     consumer = Consumer({**settings.kafka.client_config(), "group.id": f"read-{secrets.token_hex(4)}",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
                          "enable.partition.eof": True})  # fmt: skip
@@ -220,7 +224,7 @@ def read_events(settings: Settings, codec: AvroCodec, topic: str) -> list[OrderE
                 left.discard(msg.partition())
                 continue
             event = codec.decode(msg.value())
-            if isinstance(event, OrderEvent):
+            if isinstance(event, kind):
                 events.append(event)
         return events
     finally:

@@ -31,6 +31,7 @@ from tickflow.codec import AvroCodec
 from tickflow.config import Settings
 from tickflow.events import (
     AmendOrder,
+    Balance,
     BookHealth,
     BookTop,
     CancelOrder,
@@ -117,6 +118,12 @@ def test_commands_reach_the_venue_signed_and_every_one_is_answered(
         assert API_KEY not in log and SECRET not in log
         events = read_events(settings, codec, topics.events)
         assert not any(SECRET in repr(e) or API_KEY in repr(e) for e in events)
+        # The private stream told each fill of the taker order, with the venue's trade id, price and fee.
+        fills = [e for e in events if e.order_id == taker.order_id and e.command_id is None and e.trade_id]
+        assert fills and sum(e.last_fill_size for e in fills) == taker.size  # type: ignore[misc]
+        assert all(e.fee is not None and e.fee_asset and e.last_fill_price for e in fills)
+        balances = read_events(settings, codec, topics.balances, Balance)
+        assert {b.asset for b in balances} >= {"USDT"} and all(b.account == "alice" for b in balances)
 
 
 COMMANDS = 300

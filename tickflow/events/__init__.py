@@ -27,6 +27,7 @@ from tickflow.events.market import (
 )
 from tickflow.events.orders import (
     AmendOrder,
+    Balance,
     CancelOrder,
     CreateOrder,
     KillSwitch,
@@ -56,6 +57,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderEvent,
         KillSwitch,
         OrderState,
+        Balance,
         DeadLetter,
     )
 }
@@ -63,6 +65,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 __all__ = [
     "EVENT_TYPES",
     "AmendOrder",
+    "Balance",
     "BestBidOffer",
     "BookDepth",
     "BookHealth",

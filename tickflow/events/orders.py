@@ -109,3 +109,17 @@ class OrderState(Event, kw_only=True):
     @property
     def open(self) -> bool:
         return self.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.AMENDED)
+
+
+class Balance(Event, kw_only=True):
+    """An account's balance of one asset at a venue (``tickflow.balances``, compacted)."""
+
+    avro_name = "tickflow.Balance"
+    key_fields = ("account", "venue", "asset")
+    account: str
+    venue: str
+    asset: str
+    free: Decimal
+    locked: Decimal
+    exchange_ts: int | None = None
+    event_ts: int
