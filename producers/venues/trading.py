@@ -12,12 +12,14 @@ limiter of the feeds fed by the venue's headers, and the mapping of transport fa
 hierarchy (a timeout or a connection lost after sending is an unknown outcome for a
 state-changing request; a refused connection is not).
 
-Why aiohttp's client and not httpx here (the feeds' REST snapshots use httpx): the order path is
-hot, and httpx costs about 1.2 ms of CPU a request on this machine, more under concurrency (its
-pool checks every connection on every request), against about 0.2 ms for aiohttp's
-(``bench/router_bench.py``; a bare loop of both against one local server: 371 against 3,192
-requests a second at 16 in flight). At httpx's cost one router could not pass 800 commands a
-second.
+Why our own HTTP/1.1 client (``http1.py``) and not aiohttp's or httpx's here (the feeds' REST
+snapshots use httpx): the order path is hot, and the client was about half of the router's CPU a
+command. Against one local server (``bench/http_client_bench.py``, client-process CPU a request,
+syscalls included; this sandbox's are slow): httpx about 1.2 ms at 1 in flight and 3.1 ms at 16
+(its pool checks every connection on every request), aiohttp about 0.33 and 0.30 ms, ``http1``
+about 0.15 and 0.10 ms. It does only what an order request needs: one origin, keep-alive connections,
+one write a request, the whole answer parsed in the protocol callback, one timer for the read
+timeout, and failures told apart by whether the request left.
 """
 
 from __future__ import annotations
@@ -33,9 +35,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from producers.rate_limit import WeightedRateLimiter
+from producers.venues.http1 import ConnectFailed, ConnectionBroken, Http1Pool, HttpError, ReadTimeout
 from tickflow.errors import RateLimited, UnknownOutcome, VenueUnavailable
 from tickflow.events import OrderStatus, OrderType, Side, TimeInForce
 
@@ -205,21 +206,18 @@ class TradingHttp:
         self.timeouts = timeouts
         self.max_connections = max_connections
         self._slots = asyncio.Semaphore(max_connections)
-        self._session: aiohttp.ClientSession | None = None
         self.counters = TradingCounters()
+        parts = urlsplit(self.base_url)
         #: ``host[:port]`` as the request's Host header carries it (Coinbase signs it).
-        self.host = urlsplit(self.base_url).netloc
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:  # made on first use: it belongs to the running event loop
-            self._session = aiohttp.ClientSession(
-                self.base_url,
-                connector=aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(sock_connect=self.timeouts.connect, sock_read=self.timeouts.read,
-                                              total=self.timeouts.connect + self.timeouts.read),
-                auto_decompress=True, skip_auto_headers=("User-Agent",),
-            )  # fmt: skip
-        return self._session
+        self.host = parts.netloc
+        #: A path the base URL carries goes before every request's.
+        self._prefix = parts.path.rstrip("/")
+        # The pool binds to no event loop until its first request, so it can be made here.
+        # Host is sent as the URL spells it, whatever the pool would derive: Coinbase signs it.
+        self._pool = Http1Pool.from_url(
+            self.base_url, max_connections=max_connections, connect_timeout=timeouts.connect,
+            read_timeout=timeouts.read, keepalive_timeout=30.0, host_header=self.host,
+        )  # fmt: skip
 
     async def send(
         self,
@@ -238,29 +236,39 @@ class TradingHttp:
             await self.limiter.acquire(weight)
         if order and self.order_limiter is not None:
             await self.order_limiter.acquire(1)
-        session = self._client()
         async with self._slots:
             prepared = prepare()
             self.counters.requests += 1
-            url = f"{path}?{prepared.params}" if prepared.params else path
+            target = self._prefix + path
+            if prepared.params:
+                target = f"{target}?{prepared.params}"
             if (hook := ON_REQUEST.get()) is not None:
                 hook()
             try:
-                async with session.request(method, url, data=prepared.content, headers=prepared.headers) as reply:
-                    response = VenueResponse(reply.status, reply.headers, await reply.read())
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # A read is repeated once on another connection when a kept-alive one turns out
+                # closed by the venue before answering; a state-changing request never is.
+                reply = await self._pool.request(method, target, prepared.headers, prepared.content,
+                                                 retry_stale=not mutating)  # fmt: skip
+            except ConnectFailed as exc:
                 self._failed(f"{method} {path}: {type(exc).__name__}")
-                what = type(exc).__name__
+                what = type(exc.__cause__ or exc).__name__
                 raise VenueUnavailable(f"{self.venue}: {method} {path} could not connect ({what})") from None
-            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            except ReadTimeout as exc:
                 self.counters.timeouts += 1
                 self._failed(f"{method} {path}: {type(exc).__name__}")
                 error = UnknownOutcome if mutating else VenueUnavailable
                 raise error(f"{self.venue}: {method} {path} timed out ({type(exc).__name__})") from None
-            except aiohttp.ClientError as exc:  # sent, maybe processed, then the connection broke
+            except ConnectionBroken as exc:
                 self._failed(f"{method} {path}: {type(exc).__name__}")
+                if not exc.sent:  # lost before the request left: the venue never saw it
+                    raise VenueUnavailable(f"{self.venue}: {method} {path} could not send ({exc})") from None
+                # Sent, maybe processed, then the connection broke.
                 error = UnknownOutcome if mutating else VenueUnavailable
                 raise error(f"{self.venue}: {method} {path} failed mid-request ({type(exc).__name__})") from None
+            except HttpError as exc:  # the pool closed (aclose): nothing was sent
+                self._failed(f"{method} {path}: {type(exc).__name__}")
+                raise VenueUnavailable(f"{self.venue}: {method} {path} not sent ({exc})") from None
+            response = VenueResponse(reply.status, reply.headers, reply.body)
         self._observe(response)
         return response
 
@@ -290,8 +298,7 @@ class TradingHttp:
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.close()
 
 
 def retry_after_seconds(response: VenueResponse, default: float = 1.0) -> float:
