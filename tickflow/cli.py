@@ -141,6 +141,9 @@ def router_cmd(
     router_config: Annotated[Path, typer.Option("--router-config", "-r", help="The router's YAML (accounts, venues).")],
     config: ConfigOption = None,
     instance_id: Annotated[str | None, typer.Option(help="This router's id (static membership, transactions).")] = None,
+    status_port: Annotated[
+        int | None, typer.Option(help="Serve /health, /status (JSON) and /metrics (Prometheus) on this port.")
+    ] = None,
 ) -> None:
     """Run an order router: commands from Kafka to the venues, outcomes back, until SIGTERM/SIGINT."""
     import asyncio
@@ -148,8 +151,178 @@ def router_cmd(
     from processors.router.app import serve
     from processors.router.settings import load_router_settings
 
-    overrides = {"instance_id": instance_id} if instance_id else {}
+    overrides: dict[str, object] = {"instance_id": instance_id} if instance_id else {}
+    if status_port is not None:
+        overrides["status_port"] = status_port
     asyncio.run(serve(load_router_settings(router_config, **overrides), _settings(config)))
+
+
+order_app = typer.Typer(no_args_is_help=True, help="Send order commands to the router and wait for their outcome.")
+app.add_typer(order_app, name="order")
+
+_ORDER_OPTIONS = {
+    "account": typer.Option(help="Trading account (as the router's config names it)."),
+    "venue": typer.Option(help="binance-spot, binance-usdm or coinbase."),
+    "symbol": typer.Option(help="Normalized symbol BASE-QUOTE, e.g. BTC-USDT."),
+}
+
+
+def _send_and_wait(command: object, config: Path | None, wait: float, as_json: bool, topics: tuple[str, str]) -> None:
+    """Send one command, wait for its answer, print it; exit 2 when the command was refused."""
+    from processors.router.client import OrderClient
+    from tickflow.codec import AvroCodec
+    from tickflow.events import OrderStatus
+    from tickflow.registry import SchemaRegistry
+
+    settings = _settings(config)
+    codec = AvroCodec(SchemaRegistry(settings.registry))
+    with OrderClient(settings.kafka, codec, commands_topic=topics[0], events_topic=topics[1]) as client:
+        command_id = client.send(command)  # type: ignore[arg-type]
+        err.print(f"[cyan]•[/] sent {type(command).__name__} {command_id} (order {command.order_id})")  # type: ignore[attr-defined]
+        if wait <= 0:
+            return
+        outcome = client.outcome(command_id, timeout=wait)
+    for event in outcome.events:
+        if as_json:
+            import msgspec
+
+            console.print_json(msgspec.json.encode(event).decode())
+            continue
+        detail = ", ".join(f"{k}={v}" for k, v in (("venue order", event.venue_order_id), ("price", event.price),
+                           ("size", event.size), ("filled", event.filled_size), ("avg", event.avg_fill_price),
+                           ("reason", event.reason), ("rule", event.rule), ("venue says", event.venue_message))
+                           if v is not None)  # fmt: skip
+        console.print(f"{event.status.value:<16} {detail}")
+    final = outcome.final
+    if final is not None and final.status is OrderStatus.REJECTED:
+        raise typer.Exit(2)
+
+
+def _market(venue: str) -> object:
+    from tickflow.events import MarketType
+
+    return MarketType.PERPETUAL if venue == "binance-usdm" else MarketType.SPOT
+
+
+def _now_us() -> int:
+    import time
+
+    return time.time_ns() // 1000
+
+
+WaitOption = Annotated[float, typer.Option(help="Seconds to wait for the outcome (0: send and return).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the events as JSON.")]
+CommandsTopic = Annotated[str, typer.Option(help="The router's command topic.")]
+EventsTopic = Annotated[str, typer.Option(help="The router's event topic.")]
+
+
+@order_app.command("create")
+def order_create_cmd(
+    account: Annotated[str, _ORDER_OPTIONS["account"]],
+    venue: Annotated[str, _ORDER_OPTIONS["venue"]],
+    symbol: Annotated[str, _ORDER_OPTIONS["symbol"]],
+    side: Annotated[str, typer.Option(help="BUY or SELL.")],
+    size: Annotated[str, typer.Option(help="Size in base units (exact decimal).")],
+    price: Annotated[str | None, typer.Option(help="Limit price (exact decimal); leave out for MARKET.")] = None,
+    order_type: Annotated[str, typer.Option("--type", help="LIMIT or MARKET.")] = "LIMIT",
+    tif: Annotated[str, typer.Option(help="GTC, IOC, FOK or POST_ONLY.")] = "GTC",
+    reduce_only: Annotated[bool, typer.Option(help="Derivatives: never increase the position.")] = False,
+    order_id: Annotated[str | None, typer.Option(help="The order's id (default: a new one).")] = None,
+    wait: WaitOption = 30.0,
+    as_json: JsonOption = False,
+    commands_topic: CommandsTopic = "tickflow.orders.commands",
+    events_topic: EventsTopic = "tickflow.orders.events",
+    config: ConfigOption = None,
+) -> None:
+    """Place an order; prints what happened (ACCEPTED, FILLED, REJECTED with its rule...)."""
+    from decimal import Decimal, InvalidOperation
+
+    from processors.router.client import new_id
+    from tickflow.events import CreateOrder, OrderType, Side, TimeInForce
+
+    try:
+        command = CreateOrder(command_id=new_id("cli"), account=account, order_id=order_id or new_id("order"),
+                              venue=venue, market=_market(venue), symbol=symbol, issued_ts=_now_us(),  # type: ignore[arg-type]
+                              side=Side(side.upper()), order_type=OrderType(order_type.upper()),
+                              time_in_force=TimeInForce(tif.upper()), size=Decimal(size),
+                              price=Decimal(price) if price is not None else None, reduce_only=reduce_only)  # fmt: skip
+    except (ValueError, InvalidOperation) as exc:
+        raise TickflowError(f"invalid order: {exc}") from None
+    _send_and_wait(command, config, wait, as_json, (commands_topic, events_topic))
+
+
+@order_app.command("cancel")
+def order_cancel_cmd(
+    account: Annotated[str, _ORDER_OPTIONS["account"]],
+    venue: Annotated[str, _ORDER_OPTIONS["venue"]],
+    symbol: Annotated[str, _ORDER_OPTIONS["symbol"]],
+    order_id: Annotated[str, typer.Option(help="The order to cancel.")],
+    wait: WaitOption = 30.0,
+    as_json: JsonOption = False,
+    commands_topic: CommandsTopic = "tickflow.orders.commands",
+    events_topic: EventsTopic = "tickflow.orders.events",
+    config: ConfigOption = None,
+) -> None:
+    """Cancel an order."""
+    from processors.router.client import new_id
+    from tickflow.events import CancelOrder
+
+    command = CancelOrder(command_id=new_id("cli"), account=account, order_id=order_id, venue=venue,
+                          market=_market(venue), symbol=symbol, issued_ts=_now_us())  # type: ignore[arg-type]  # fmt: skip
+    _send_and_wait(command, config, wait, as_json, (commands_topic, events_topic))
+
+
+@order_app.command("amend")
+def order_amend_cmd(
+    account: Annotated[str, _ORDER_OPTIONS["account"]],
+    venue: Annotated[str, _ORDER_OPTIONS["venue"]],
+    symbol: Annotated[str, _ORDER_OPTIONS["symbol"]],
+    order_id: Annotated[str, typer.Option(help="The order to change.")],
+    price: Annotated[str | None, typer.Option(help="New limit price.")] = None,
+    size: Annotated[str | None, typer.Option(help="New total size.")] = None,
+    wait: WaitOption = 30.0,
+    as_json: JsonOption = False,
+    commands_topic: CommandsTopic = "tickflow.orders.commands",
+    events_topic: EventsTopic = "tickflow.orders.events",
+    config: ConfigOption = None,
+) -> None:
+    """Change an order's price and/or size (native amend, or cancel-replace where the venue has none)."""
+    from decimal import Decimal, InvalidOperation
+
+    from processors.router.client import new_id
+    from tickflow.events import AmendOrder
+
+    try:
+        command = AmendOrder(command_id=new_id("cli"), account=account, order_id=order_id, venue=venue,
+                             market=_market(venue), symbol=symbol, issued_ts=_now_us(),  # type: ignore[arg-type]
+                             new_price=Decimal(price) if price is not None else None,
+                             new_size=Decimal(size) if size is not None else None)  # fmt: skip
+    except InvalidOperation as exc:
+        raise TickflowError(f"invalid amend: {exc}") from None
+    _send_and_wait(command, config, wait, as_json, (commands_topic, events_topic))
+
+
+@order_app.command("kill-switch")
+def order_kill_switch_cmd(
+    scope: Annotated[str, typer.Option(help="An account, or '*' for every account.")],
+    engage: Annotated[bool, typer.Option("--engage/--release", help="Stop new orders, or allow them again.")],
+    reason: Annotated[str, typer.Option(help="Why (shown in every rejection).")] = "",
+    control_topic: Annotated[str, typer.Option(help="The router's control topic.")] = "tickflow.orders.control",
+    config: ConfigOption = None,
+) -> None:
+    """Engage or release the kill switch (a compacted topic: the latest setting per scope stays)."""
+    import getpass
+
+    from processors.router.client import OrderClient
+    from tickflow.codec import AvroCodec
+    from tickflow.events import KillSwitch
+    from tickflow.registry import SchemaRegistry
+
+    settings = _settings(config)
+    switch = KillSwitch(scope=scope, engaged=engage, reason=reason, set_by=getpass.getuser(), ts=_now_us())
+    with OrderClient(settings.kafka, AvroCodec(SchemaRegistry(settings.registry)), control_topic=control_topic) as c:
+        c.set_kill_switch(switch)
+    err.print(f"[green]✓[/] kill switch for {scope!r} {'ENGAGED' if engage else 'released'}")
 
 
 @app.command("simulate")

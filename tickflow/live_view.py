@@ -101,7 +101,11 @@ class LiveView:
             agents.add_row(
                 worker["worker"], healthy, str(lags.get("tickflow.book", "-")), str(lags.get("tickflow.trades", "-"))
             )
-        return Group(head, processes, feeds, books, agents)
+        parts = [head, processes, feeds, books, agents]
+        router = status.get("router")
+        if router:
+            parts.append(_orders(router, previous.get("router") or {}, rate))
+        return Group(*parts)
 
 
 def _find(books: dict[str, Any], venue: str, symbol: str) -> dict[str, Any] | None:
@@ -113,3 +117,37 @@ def _find(books: dict[str, Any], venue: str, symbol: str) -> dict[str, Any] | No
 def _level(book: dict[str, Any] | None, side: str) -> str:
     level = book.get(side) if book else None
     return f"{level[0]} x {level[1]}" if level else "-"
+
+
+_ORDER_COLUMNS = ("router", "commands", "commands/s", "accepted", "filled", "canceled", "rejected", "unknown outcome",
+                  "overhead p99", "open orders", "private streams")  # fmt: skip
+
+
+def _orders(router: dict[str, Any], before: dict[str, Any], rate: Any) -> Table:
+    """The order router: commands and what became of them."""
+    orders = _table("orders", _ORDER_COLUMNS)
+    outcomes = router.get("outcomes", {})
+    p99 = router.get("overhead_ms", {}).get("p99")
+    streams = [v["stream"] for v in router.get("venues", []) if v.get("stream")]
+    live = sum(1 for s in streams if s.get("live"))
+    rules = router.get("rejected_by_rule", {})
+    rejected = str(outcomes.get("REJECTED", 0)) + (f" ({', '.join(f'{k} {v}' for k, v in rules.items())})"[:60]
+                                                   if rules else "")  # fmt: skip
+    orders.add_row(
+        router.get("instance", "router"),
+        str(router.get("commands", 0)),
+        rate(router.get("commands", 0), before.get("commands")),
+        str(outcomes.get("ACCEPTED", 0)),
+        str(outcomes.get("FILLED", 0) + outcomes.get("PARTIALLY_FILLED", 0)),
+        str(outcomes.get("CANCELED", 0)),
+        rejected,
+        str(router.get("unknown_outcomes", 0)),
+        f"{p99:.2f} ms" if p99 is not None else "-",
+        str(router.get("open_orders", 0)),
+        Text(f"{live}/{len(streams)} live", "green" if live == len(streams) else "bold red"),
+    )
+    switches = router.get("kill_switches") or []
+    if switches:
+        engaged = "; ".join(f"{s['scope']} ({s['reason']})" for s in switches)
+        orders.caption = Text(f"KILL SWITCH: {engaged}", "bold red")
+    return orders

@@ -3,11 +3,14 @@
 ``Pipeline.up`` brings up, in order: the local Kafka and schema registry (unless the settings
 point at a cluster of their own: then it only checks they answer), one exchange simulator per
 venue (``simulator: true``, the default: the venues' real protocols on 127.0.0.1, synthetic
-markets), the producer (``tickflow produce`` with its status server) and the processors'
-workers (``tickflow worker``). Each is a process of its own, its output in a log file under the
-state directory (``<stack state dir>/pipeline``). ``status()`` gathers what the live view
-shows from the processes' own endpoints (the producer's ``/status``, the workers' ``/books``
-and ``/health``) and the agents' consumer lag from Kafka. ``down`` stops the processes in the
+markets, each with its order API), the producer (``tickflow produce`` with its status server),
+the processors' workers (``tickflow worker``) and the order router (``tickflow router``: against
+the simulators, with a local account whose keys are made for the run and kept in secret files
+under the state directory; against real venues, with ``router_config`` naming your accounts).
+Each is a process of its own, its output in a log file under the state directory (``<stack
+state dir>/pipeline``). ``status()`` gathers what the live view shows from the processes' own
+endpoints (the producer's ``/status``, the workers' ``/books`` and ``/health``, the router's
+``/status``) and the agents' consumer lag from Kafka. ``down`` stops the processes in the
 reverse order (SIGTERM, then SIGKILL after a grace period) and the stack if it started it.
 
 A state file (``pipeline.json``: the supervisor's pid and its processes') lets ``tickflow
@@ -21,6 +24,8 @@ Configuration (``tickflow up --pipeline FILE``, YAML; all optional)::
       - {venue: binance-spot, symbols: 8, rate: 200}     # simulator: symbol count, events/s
       - {venue: coinbase, symbols: [BTC-USD, ETH-USD]}   # or the symbols themselves
     workers: 1
+    router: true             # the order router (``tickflow order`` talks to it)
+    router_config: null      # real venues: your router YAML (accounts, credentials by reference)
 """
 
 from __future__ import annotations
@@ -71,10 +76,17 @@ class PipelineConfig(BaseModel):
         min_length=1,
     )
     workers: int = Field(default=1, ge=1, le=6)
-    #: First loopback ports: simulators (one each), the producer's status, the workers' web.
+    #: Run the order router (with the simulators: a local account made for the run).
+    router: bool = True
+    #: Against real venues: the router's YAML (accounts and where their credentials are).
+    router_config: Path | None = None
+    #: First loopback ports: simulators (one each) and their order APIs, the producer's status,
+    #: the workers' web, the router's status.
     simulator_port: int = 18765
+    trading_port: int = 18865
     producer_port: int = 18900
     worker_port: int = 18950
+    router_port: int = 18990
 
 
 def load_pipeline_config(path: Path | None) -> PipelineConfig:
@@ -209,6 +221,8 @@ class Pipeline:
             feeds = self._start_simulators(env)
             self._start_producer(env, feeds)
             self._start_workers(env)
+            if self.config.router and (self.config.simulator or self.config.router_config):
+                self._start_router(env, feeds)
         except BaseException:
             self.down()
             raise
@@ -229,9 +243,13 @@ class Pipeline:
             names = self.state_dir / f"{plan.venue}.symbols"
             names.unlink(missing_ok=True)
             count = plan.symbols if isinstance(plan.symbols, int) else len(plan.symbols)
-            child = Child(f"simulator {plan.venue}", [*_tickflow(), "simulate", plan.venue, "--synthetic", "--symbols",
-                          str(count), "--rate", f"{plan.rate:g}", "--seed", str(n), "--port", str(port),
-                          "--symbols-file", str(names)], self.state_dir / f"simulator-{plan.venue}.log")  # fmt: skip
+            argv = [*_tickflow(), "simulate", plan.venue, "--synthetic", "--symbols", str(count), "--rate",
+                    f"{plan.rate:g}", "--seed", str(n), "--port", str(port), "--symbols-file", str(names)]  # fmt: skip
+            if self.config.router:
+                trading_port = self.config.trading_port + n
+                argv += ["--trading-port", str(trading_port), "--accounts", str(self._local_accounts())]
+                feed["trading_url"] = f"http://127.0.0.1:{trading_port}"
+            child = Child(f"simulator {plan.venue}", argv, self.state_dir / f"simulator-{plan.venue}.log")
             self.progress(f"starting the {plan.venue} simulator ({count} symbols, {plan.rate:g} events/s)")
             child.start(env)
             self.children.append(child)
@@ -269,6 +287,73 @@ class Pipeline:
                 _wait_for(lambda c=child: (_get_json(f"{c.url}/books") or {}).get("recovered", False),  # type: ignore[misc]
                           f"waiting for {child.name}'s tables", 180, child)  # fmt: skip
 
+    # --- the order router ----------------------------------------------------------------------
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    def _local_accounts(self) -> Path:
+        """The simulators' accounts file, with the keys of a local account made for this run: the
+        public halves for the simulators, the secrets in files (0600) the router's config names."""
+        path = self.state_dir / "accounts.yaml"
+        if path.exists() and (self.secrets_dir / "binance.secret").exists():
+            return path
+        import secrets as random
+
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        values = {
+            "binance.key": "local-" + random.token_hex(16), "binance.secret": random.token_hex(32),
+            "coinbase.key": f"organizations/local/apiKeys/{random.token_hex(8)}",
+            "coinbase.secret": key.private_bytes(serialization.Encoding.PEM,
+                                                 serialization.PrivateFormat.TraditionalOpenSSL,
+                                                 serialization.NoEncryption()).decode(),
+        }  # fmt: skip
+        for name, value in values.items():
+            secret = self.secrets_dir / name
+            secret.write_text(value)
+            secret.chmod(0o600)
+        public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()  # fmt: skip
+        balances = {"USDT": "1000000", "USD": "1000000"}
+        account = {"name": "local", "balances": balances,
+                   "binance": {"api_key": values["binance.key"], "hmac_secret": values["binance.secret"]},
+                   "coinbase": {"key_name": values["coinbase.key"], "public_key": public}}  # fmt: skip
+        path.write_text(yaml.safe_dump({"accounts": [account]}))
+        path.chmod(0o600)
+        return path
+
+    def _router_config(self, feeds: list[dict[str, Any]]) -> Path:
+        if self.config.router_config is not None:
+            return self.config.router_config
+        venues, credentials = {}, {}
+        for feed in feeds:
+            venue = feed["venue"]
+            house = "coinbase" if venue == "coinbase" else "binance"
+            venues[venue] = {"rest_url": feed["trading_url"], "user_stream_url": feed["ws_url"],
+                             "market_data_url": feed["rest_url"]}  # fmt: skip
+            credentials[venue] = {"api_key": {"file": str(self.secrets_dir / f"{house}.key")},
+                                  "secret": {"file": str(self.secrets_dir / f"{house}.secret")},
+                                  "key_type": "es256" if house == "coinbase" else "hmac"}  # fmt: skip
+        config = {"router": {"accounts": {"local": {"venues": credentials}}, "venues": venues}}
+        path = self.state_dir / "router.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def _start_router(self, env: dict[str, str], feeds: list[dict[str, Any]]) -> None:
+        port = self.config.router_port
+        child = Child("router", [*_tickflow(), "router", "--router-config", str(self._router_config(feeds)),
+                                 "--status-port", str(port)], self.state_dir / "router.log",
+                      url=f"http://127.0.0.1:{port}")  # fmt: skip
+        self.progress("starting the order router (account 'local')")
+        child.start(env)
+        self.children.append(child)
+        _wait_for(lambda: _get_json(f"{child.url}/status") is not None, "waiting for the router", 120, child)
+
     def _write_state(self) -> None:
         state = {"pid": os.getpid(), "started_at": self.started_at, "managed_stack": self.managed_stack,
                  "children": [{"name": c.name, "pid": c.proc.pid if c.proc else None, "url": c.url, "log": str(c.log)}
@@ -300,6 +385,8 @@ class Pipeline:
                 health.append({"worker": child.name, **(_get_json(f"{child.url}/health") or {})})
         out["books"] = books
         out["workers"] = health
+        router = next((c for c in self.children if c.name == "router"), None)
+        out["router"] = _get_json(f"{router.url}/status") if router and router.running else None
         if self._admin is None:  # one client for the run: a new one a second meant a new connection a second
             from tickflow.admin import admin_client
 

@@ -84,6 +84,11 @@ async def serve(settings: RouterSettings, tickflow: Settings, ready: asyncio.Eve
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     router = await prepare(settings, tickflow)
+    status_server = None
+    if settings.status_port is not None:
+        from processors.router.status import start_status_server
+
+        status_server = await start_status_server(router, settings.status_host, settings.status_port)
     try:
         if ready is not None:
             ready.set()
@@ -91,5 +96,7 @@ async def serve(settings: RouterSettings, tickflow: Settings, ready: asyncio.Eve
         print("router ready", flush=True)
         await router.run(stop)
     finally:
+        if status_server is not None:
+            await status_server.cleanup()
         router.market.close()
         await router.aclose()

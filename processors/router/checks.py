@@ -179,8 +179,10 @@ class PreTradeChecks:
         if limits.price_band is not None or (price is None and limits.max_order_notional is not None):
             quote = self.market.quote(command.venue, command.symbol, self.settings.bbo_max_age)
             if quote is None:
+                age = self.market.quote_age(command.venue, command.symbol)
+                last = "none received" if age is None else f"the last {age:.0f} s ago"
                 raise risk("bbo_unavailable", f"no best bid/offer of {command.symbol} younger than "
-                                              f"{self.settings.bbo_max_age:g} s")  # fmt: skip
+                                              f"{self.settings.bbo_max_age:g} s ({last})")  # fmt: skip
         if price is not None and limits.price_band is not None and quote is not None:
             if side is Side.BUY and quote.ask is not None and price > quote.ask * (1 + limits.price_band):
                 raise risk("price_band", f"buy at {price} is more than {limits.price_band:%} above the ask {quote.ask}")

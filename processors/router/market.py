@@ -47,6 +47,8 @@ class MarketView:
         self._stop = threading.Event()
         #: Set once the control topic was read to its end: no command is checked before that.
         self.switches_loaded = threading.Event()
+        #: Records read from the book-top topic (the status shows the follower is alive).
+        self.quotes_read = 0
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -58,6 +60,11 @@ class MarketView:
         if quote is None or time.monotonic() - quote.at > max_age:
             return None
         return quote
+
+    def quote_age(self, venue: str, symbol: str) -> float | None:
+        """Seconds since the last quote of ``symbol`` (None: none ever), for rejection messages."""
+        quote = self._quotes.get((venue, symbol))
+        return None if quote is None else time.monotonic() - quote.at
 
     def kill_switch(self, account: str) -> KillSwitch | None:
         """The engaged switch that stops ``account`` (its own or the global one), if any."""
@@ -78,6 +85,8 @@ class MarketView:
 
     def apply(self, event: object) -> None:
         """One record of the followed topics."""
+        if isinstance(event, BookTop | BestBidOffer):
+            self.quotes_read += 1
         if isinstance(event, BookTop):
             if event.health is BookHealth.LIVE:
                 self.set_quote(event.venue, event.symbol, event.bid_price, event.ask_price)

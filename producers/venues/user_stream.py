@@ -116,6 +116,8 @@ class VenueUserStream:
         #: account is quiet and the venue has nothing to send.
         self.ping_interval = ping_interval
         self.counters = UserStreamCounters()
+        #: Whether the stream is live now (its status shows a stream that is down).
+        self.live = False
 
     # --- venue hooks ------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class VenueUserStream:
             while not stop.is_set():
                 live_before = self.counters.connections
                 reason = await self._session(on_order, on_balance, on_connected, stop)
+                self.live = False
                 self.disconnected()
                 if stop.is_set():
                     break
@@ -218,6 +221,7 @@ class VenueUserStream:
         return f"connection closed ({ws.close_code or 'no close frame'})"
 
     def _went_live(self, on_connected: Callable[[], None]) -> None:
+        self.live = True
         self.counters.connections += 1
         self._callback(on_connected)
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,15 @@ def free_ports(count: int, start: int) -> list[int]:
 @pytest.fixture
 def pipeline_env(settings: Settings, tmp_path: Path) -> tuple[dict[str, str], Path]:
     # Ports from a base of this process's own (test runs side by side on one machine).
-    sim_a, sim_b, producer, worker, kafka, registry = free_ports(6, 28000 + os.getpid() % 500 * 9)
+    sim_a, sim_b, trading_a, trading_b, producer, worker, router, kafka, registry = free_ports(
+        9, 28000 + os.getpid() % 500 * 9
+    )
     config = tmp_path / "pipeline.yaml"
     venues = [{"venue": "binance-spot", "symbols": 4, "rate": 100}, {"venue": "coinbase", "symbols": 3, "rate": 60}]
     config.write_text(yaml.safe_dump({"venues": venues, "simulator_port": sim_a, "producer_port": producer,
-                                      "worker_port": worker}))  # fmt: skip
-    assert sim_b == sim_a + 1  # the second simulator's port
+                                      "worker_port": worker, "trading_port": trading_a,
+                                      "router_port": router}))  # fmt: skip
+    assert sim_b == sim_a + 1 and trading_b == trading_a + 1  # the second simulator's ports
     env = {**os.environ, "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
            "TICKFLOW_REGISTRY__URL": settings.registry.url, "TICKFLOW_STACK__STATE_DIR": str(tmp_path / "state"),
            "TICKFLOW_STACK__KAFKA_PORT": str(kafka), "TICKFLOW_STACK__REGISTRY_PORT": str(registry)}  # fmt: skip
@@ -108,7 +112,7 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
         seen = lines_until(proc, lambda s: live_everywhere(s[-1]), timeout=200)
         first = seen[-1]
         later = lines_until(proc, lambda s: len(s) >= 4, timeout=60)[-1]
-        assert all(p["running"] for p in later["processes"]) and len(later["processes"]) == 4
+        assert all(p["running"] for p in later["processes"]) and len(later["processes"]) == 5
         for before, after in zip(first["producer"]["feeds"], later["producer"]["feeds"], strict=True):
             assert after["counters"]["events"] > before["counters"]["events"]  # the numbers move
             assert after["counters"]["malformed_frames"] == 0
@@ -130,6 +134,15 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
         assert float(count.split()[-1]) > 0  # the latency histogram is fed
         assert 'tickflow_worker_lag_records{agent="books",' in worker_metrics
         assert 'tickflow_worker_book_health{symbol="BTC-USD",venue="coinbase"} 1.0' in worker_metrics
+        # The order router runs with the local account: `tickflow order` places an order and cancels it.
+        assert later["router"] is not None and later["router"]["venues"]
+        lines_until(proc, lambda s: (s[-1].get("router") or {}).get("quotes_read", 0) > 0, 60)  # the price band's
+        order_id = place_and_cancel_an_order(env, config_data)
+        router_metrics = get(f"http://127.0.0.1:{config_data['router_port']}/metrics")
+        assert 'tickflow_router_outcomes_total{status="ACCEPTED"} 1' in router_metrics
+        assert 'tickflow_router_outcomes_total{status="CANCELED"} 1' in router_metrics
+        orders = lines_until(proc, lambda s: (s[-1].get("router") or {}).get("outcomes", {}).get("CANCELED"), 30)[-1]
+        assert orders["router"]["commands"] == 2 and orders["router"]["open_orders"] == 0
         # kill -9 the producer: the supervisor starts it again, and events flow again.
         producer = next(p for p in later["processes"] if p["name"] == "producer")
         os.kill(producer["pid"], signal.SIGKILL)
@@ -156,3 +169,69 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
     log = proc.stderr.read() if proc.stderr else ""
     assert "stopping worker 1" in log and "stopping simulator binance-spot" in log
     assert "producer exited (code -9): starting it again (restart 1" in log
+    assert_no_secret_anywhere(env, Path(env["TICKFLOW_STACK__STATE_DIR"]) / "pipeline", order_id)
+
+
+def place_and_cancel_an_order(env: dict[str, str], config: dict) -> str:
+    """``tickflow order create`` (a buy at the best bid, worth about 20 USDT) and ``cancel``."""
+    info = json.loads(get(f"http://127.0.0.1:{config['simulator_port']}/api/v3/exchangeInfo"))
+    symbol = info["symbols"][0]
+    filters = {f["filterType"]: f for f in symbol["filters"]}
+    step, tick = Decimal(filters["LOT_SIZE"]["stepSize"]), Decimal(filters["PRICE_FILTER"]["tickSize"])
+    depth = json.loads(get(f"http://127.0.0.1:{config['simulator_port']}/api/v3/depth?symbol={symbol['symbol']}"))
+    price = (Decimal(depth["bids"][0][0]) * Decimal("0.99") / tick).to_integral_value() * tick  # rests: not filled
+    size = (Decimal(20) / price / step).to_integral_value(rounding=ROUND_CEILING) * step
+    order_id = f"pipeline-test-{os.getpid()}"
+    normalized = f"{symbol['baseAsset']}-{symbol['quoteAsset']}"
+    common = ["--account", "local", "--venue", "binance-spot", "--symbol", normalized, "--order-id", order_id]
+    tickflow = [sys.executable, "-m", "tickflow.cli", "order"]
+    created = subprocess.run([*tickflow, "create", *common, "--side", "BUY", "--price", f"{price.normalize():f}",
+                              "--size", f"{size.normalize():f}", "--json"], env=env, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert '"status": "ACCEPTED"' in created.stdout, created.stdout
+    canceled = subprocess.run([*tickflow, "cancel", *common], env=env, capture_output=True, text=True, timeout=60)
+    assert canceled.returncode == 0 and "CANCELED" in canceled.stdout, canceled.stdout + canceled.stderr
+    return order_id
+
+
+def assert_no_secret_anywhere(env: dict[str, str], pipeline_dir: Path, order_id: str) -> None:
+    """The local account's API keys and secrets appear in no log of the run and in no record of
+    any tickflow topic written during it (raw bytes: keys, values and headers)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    secrets = []
+    for path in (pipeline_dir / "secrets").iterdir():
+        text = path.read_text().strip()
+        secrets.append(text)
+        secrets += [line for line in text.splitlines() if len(line) >= 16 and "-----" not in line]  # PEM lines
+    assert len(secrets) >= 4
+    for log in pipeline_dir.glob("*.log"):
+        content = log.read_text(errors="replace")
+        leaked = [s[:6] for s in secrets if s in content]
+        assert not leaked, f"a secret ({leaked}...) is in {log.name}"
+    consumer = Consumer({"bootstrap.servers": env["TICKFLOW_KAFKA__BOOTSTRAP_SERVERS"], "enable.auto.commit": False,
+                         "group.id": f"grep-{os.getpid()}", "enable.partition.eof": True})  # fmt: skip
+    try:
+        names = [t for t in consumer.list_topics(timeout=10).topics if t.startswith("tickflow.")]
+        since = int((time.time() - 900) * 1000)
+        wanted = [TopicPartition(t, p, since) for t in names for p in consumer.list_topics(t).topics[t].partitions]
+        assignment = [tp for tp in consumer.offsets_for_times(wanted, timeout=10) if tp.offset >= 0]
+        consumer.assign(assignment)
+        left, records, seen_order = {(tp.topic, tp.partition) for tp in assignment}, 0, False
+        needles = [s.encode() for s in secrets]
+        while left:
+            for msg in consumer.consume(10_000, 2.0) or [None]:
+                if msg is None:
+                    left.clear()  # quiet: nothing more is coming
+                    break
+                if msg.error():
+                    left.discard((msg.topic(), msg.partition()))
+                    continue
+                records += 1
+                raw = (msg.key() or b"") + (msg.value() or b"") + b"".join(v or b"" for _, v in msg.headers() or [])
+                seen_order |= order_id.encode() in raw
+                assert not any(needle in raw for needle in needles), f"a secret is in {msg.topic()}"
+        assert records > 0 and seen_order  # the scan did read the run's records, the order's among them
+    finally:
+        consumer.close()
