@@ -12,9 +12,11 @@
 
 The venue is ``tickflow simulate binance-spot --trading-port`` in a process of its own, with the
 account's order and weight limits raised (a market maker's tier): every command is a real signed
-REST round trip to it. The orders are IOC limits below the market, so each is answered EXPIRED
-and nothing piles up at the venue. The router runs in this process (its statistics are read
-directly); the Kafka broker is the bench stack's (``tickflow infra up``).
+REST round trip to it, and its private stream is followed. The orders are IOC limits below the
+market, so each is answered EXPIRED and nothing piles up at the venue. The router is ``tickflow
+router`` in a process of its own, as users run it: its overhead percentiles come from its
+``/status``, its CPU from ``/proc``. This process produces the commands and reads the answers.
+The Kafka broker is the bench stack's (``tickflow infra up``).
 
     .venv/bin/python bench/router_bench.py overhead --rate 500 --duration 20
     .venv/bin/python bench/router_bench.py throughput --commands 20000
@@ -23,7 +25,6 @@ directly); the Kafka broker is the bench stack's (``tickflow infra up``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import secrets
@@ -43,8 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import REPO, TICKFLOW, ProcStats, free_port, stop_process
 from bench.processors_bench import create_topics, percentiles
-from processors.router.app import prepare
-from processors.router.settings import RouterSettings
 from tickflow.codec import AvroCodec
 from tickflow.config import load_settings
 from tickflow.events import CreateOrder, MarketType, OrderEvent, OrderType, Side, TimeInForce
@@ -108,18 +107,53 @@ class Venue:
         return f"{symbol['baseAsset']}-{symbol['quoteAsset']}", price.normalize(), size.normalize()
 
 
-def router_settings(venue: Venue, topics: dict[str, str]) -> RouterSettings:
-    os.environ["BENCH_ROUTER_KEY"], os.environ["BENCH_ROUTER_SECRET"] = API_KEY, SECRET
-    return RouterSettings(
-        group_id=f"bench-router-{secrets.token_hex(4)}", instance_id="bench",
-        commands_topic=topics["commands"], events_topic=topics["events"], state_topic=topics["state"],
-        control_topic=topics["control"], bbo_topic=topics["bbo"], max_command_age=3600, reconcile_interval=60,
-        accounts={"bench": {"venues": {"binance-spot": {"api_key": {"env": "BENCH_ROUTER_KEY"},
-                                                        "secret": {"env": "BENCH_ROUTER_SECRET"}}},
-                            "limits": {"price_band": None}}},
-        venues={"binance-spot": {"rest_url": venue.url, "order_limit": (1_000_000_000, 10),
-                                 "weight_per_minute": 1_000_000_000}},
-    )  # fmt: skip
+def router_config(venue: Venue, topics: dict[str, str], workdir: Path) -> Path:
+    config = {"router": {
+        "group_id": f"bench-router-{secrets.token_hex(4)}", "instance_id": "bench",
+        "commands_topic": topics["commands"], "events_topic": topics["events"], "state_topic": topics["state"],
+        "control_topic": topics["control"], "bbo_topic": topics["bbo"], "max_command_age": 3600,
+        "reconcile_interval": 60,
+        "accounts": {"bench": {"venues": {"binance-spot": {"api_key": {"env": "BENCH_ROUTER_KEY"},
+                                                           "secret": {"env": "BENCH_ROUTER_SECRET"}}},
+                               "limits": {"price_band": None}}},
+        "venues": {"binance-spot": {"rest_url": venue.url, "user_stream_url": f"ws://127.0.0.1:{venue.port}",
+                                    "order_limit": [1_000_000_000, 10], "weight_per_minute": 1_000_000_000}},
+    }}  # fmt: skip
+    path = workdir / "router.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class Router:
+    """``tickflow router`` in its own process, with its status server."""
+
+    def __init__(self, config: Path, workdir: Path) -> None:
+        self.config, self.log, self.port = config, workdir / "router.log", free_port(19400, 19600)
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Router:
+        env = {**os.environ, "BENCH_ROUTER_KEY": API_KEY, "BENCH_ROUTER_SECRET": SECRET}
+        argv = [TICKFLOW, "router", "--router-config", str(self.config), "--status-port", str(self.port)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log.open("ab"), env=env, cwd=REPO)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if b"router ready" in line:
+                return self
+        raise RuntimeError(f"the router did not start; see {self.log}")
+
+    def status(self) -> dict[str, Any]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=10) as response:
+            return json.load(response)
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        return ProcStats(self.proc.pid).cpu_seconds()
+
+    def __exit__(self, *_: object) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout=30)
 
 
 def make_topics(run: str) -> dict[str, str]:
@@ -164,43 +198,6 @@ class Answers(threading.Thread):
         self.consumer.close()
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds of this process's threads by name (the main thread: the router's event loop;
-    librdkafka's threads are named rdk:*)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            name = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
-            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = "event loop" if int(tid) == os.getpid() else "librdkafka" if name.startswith("rdk:") else "other"
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
-async def run_router(settings: RouterSettings, tickflow: Any, until: threading.Event) -> Any:
-    router = await prepare(settings, tickflow)
-    stop = asyncio.Event()
-
-    async def watch() -> None:
-        await asyncio.to_thread(until.wait)
-        stop.set()
-
-    watcher = asyncio.create_task(watch())
-    started = time.process_time()
-    before = thread_cpu()
-    await router.run(stop)
-    cpu = time.process_time() - started
-    after = thread_cpu()
-    router.thread_cpu = {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
-    await watcher
-    router.market.close()
-    await router.aclose()
-    return router, cpu
-
-
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
     tickflow = load_settings()
     codec = AvroCodec(SchemaRegistry(tickflow.registry))
@@ -208,13 +205,11 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
         topics = make_topics(secrets.token_hex(3))
         symbol, price, size = venue.below_market()
         batch = commands(int(args.rate * args.duration), symbol, price, size)
-        answers = Answers(tickflow.kafka, codec, topics["events"], len(batch))
-        answers.start()
-        sent_at: dict[str, float] = {}
-        ready = threading.Event()
-
-        def send() -> None:
-            ready.wait()
+        with Router(router_config(venue, topics, Path(tmp)), Path(tmp)) as router:
+            answers = Answers(tickflow.kafka, codec, topics["events"], len(batch))
+            answers.start()
+            sent_at: dict[str, float] = {}
+            cpu, venue_cpu = router.cpu(), ProcStats(venue.proc.pid).cpu_seconds()  # type: ignore[union-attr]
             with EventProducer(tickflow.kafka, codec, config={"linger.ms": 0}) as producer:
                 start = time.perf_counter()
                 for n, command in enumerate(batch):
@@ -225,25 +220,16 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
                     sent_at[command.command_id] = time.time()
                     producer.send(topics["commands"], command)
                     producer.poll(0)
-
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
-
-        async def main() -> Any:
-            router_task = asyncio.create_task(run_router(router_settings(venue, topics), tickflow, answers.done))
-            await asyncio.sleep(3.0)  # the router joins its group and reads its state first
-            ready.set()
-            return await router_task
-
-        venue_cpu = ProcStats(venue.proc.pid).cpu_seconds()  # type: ignore[union-attr]
-        router, cpu = asyncio.run(main())
-        venue_cpu = ProcStats(venue.proc.pid).cpu_seconds() - venue_cpu  # type: ignore[union-attr]
-        latency = [s * 1000 for s in router.stats.send_latency]
+            answers.done.wait(120)
+            status = router.status()
+            cpu, venue_cpu = router.cpu() - cpu, ProcStats(venue.proc.pid).cpu_seconds() - venue_cpu  # type: ignore[union-attr]
         round_trip = [(answers.answered[c] - sent_at[c]) * 1000 for c in answers.answered if c in sent_at]
         return {"mode": "overhead", "rate": args.rate, "commands": len(batch), "statuses": answers.statuses,
-                "router_overhead_ms": percentiles(latency), "produced_to_answer_committed_ms": percentiles(round_trip),
-                "router_cpu_s_per_command_ms": round(cpu / len(batch) * 1000, 3),
-                "venue_cpu_s_per_command_ms": round(venue_cpu / len(batch) * 1000, 3)}  # fmt: skip
+                "router_overhead_ms (consumed -> request sent, less waits for the venue)": status["overhead_ms"],
+                "waited_for_the_venue_ms (rate budgets, a free connection)": status["venue_wait_ms"],
+                "produced_to_answer_committed_ms": percentiles(round_trip),
+                "router_cpu_ms_per_command": round(cpu / len(batch) * 1000, 3),
+                "venue_cpu_ms_per_command": round(venue_cpu / len(batch) * 1000, 3)}  # fmt: skip
 
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
@@ -253,33 +239,27 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         topics = make_topics(secrets.token_hex(3))
         symbol, price, size = venue.below_market()
         batch = commands(args.commands, symbol, price, size)
-        answers = Answers(tickflow.kafka, codec, topics["events"], len(batch))
-        answers.start()
-
-        def send() -> None:
+        with Router(router_config(venue, topics, Path(tmp)), Path(tmp)) as router:
+            answers = Answers(tickflow.kafka, codec, topics["events"], len(batch))
+            answers.start()
+            cpu, venue_cpu = router.cpu(), ProcStats(venue.proc.pid).cpu_seconds()  # type: ignore[union-attr]
             with EventProducer(tickflow.kafka, codec) as producer:
                 now = time.time_ns() // 1000
                 for command in batch:
                     command.issued_ts = now
                     producer.send(topics["commands"], command)
-
-        async def main() -> Any:
-            router_task = asyncio.create_task(run_router(router_settings(venue, topics), tickflow, answers.done))
-            await asyncio.sleep(3.0)  # the router joins its group and reads its state first
-            await asyncio.to_thread(send)
-            return await router_task
-
-        venue_cpu = ProcStats(venue.proc.pid).cpu_seconds()  # type: ignore[union-attr]
-        router, cpu = asyncio.run(main())
-        venue_cpu = ProcStats(venue.proc.pid).cpu_seconds() - venue_cpu  # type: ignore[union-attr]
+            answers.done.wait(600)
+            status = router.status()
+            cpu, venue_cpu = router.cpu() - cpu, ProcStats(venue.proc.pid).cpu_seconds() - venue_cpu  # type: ignore[union-attr]
         times = sorted(answers.answered.values())
         elapsed = times[-1] - times[0]
         return {"mode": "throughput", "commands": len(batch), "statuses": answers.statuses,
                 "seconds_first_to_last_answer": round(elapsed, 2),
                 "commands_per_second": round((len(times) - 1) / elapsed, 1) if elapsed else None,
-                "router_cpu_s_per_command_ms": round(cpu / len(batch) * 1000, 3),
-                "venue_cpu_s_per_command_ms": round(venue_cpu / len(batch) * 1000, 3),
-                "cpu_seconds_by_thread": router.thread_cpu, "transactions": router.stats.transactions}  # fmt: skip
+                "router_cpu_ms_per_command": round(cpu / len(batch) * 1000, 3),
+                "router_capacity_per_core": round(len(batch) / cpu) if cpu else None,
+                "venue_cpu_ms_per_command": round(venue_cpu / len(batch) * 1000, 3),
+                "transactions": status["transactions"]}  # fmt: skip
 
 
 def main() -> None:

@@ -621,6 +621,7 @@ def up(
             err.print("[red]the pipeline did not start[/]; what was started is stopped")
             raise
     err.print(f"[green]✓[/] pipeline up: {len(pipe.children)} processes, logs in {pipe.state_dir}")
+    err.print(f"[green]✓[/] dashboard: {pipe.dashboard_url}")
     deadline = time.monotonic() + duration if duration is not None else None
     view = LiveView()
     try:

@@ -287,6 +287,13 @@ class Pipeline:
                 _wait_for(lambda c=child: (_get_json(f"{c.url}/books") or {}).get("recovered", False),  # type: ignore[misc]
                           f"waiting for {child.name}'s tables", 180, child)  # fmt: skip
 
+    @property
+    def dashboard_url(self) -> str:
+        """The first worker's dashboard, reading the router's status too when it runs."""
+        url = f"http://127.0.0.1:{self.config.worker_port}/dashboard"
+        router = next((c for c in self.children if c.name == "router"), None)
+        return f"{url}?router={router.url}" if router is not None else url
+
     # --- the order router ----------------------------------------------------------------------
 
     @property

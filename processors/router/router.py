@@ -110,8 +110,11 @@ class RouterStats:
     stream_fills: int = 0
     stream_unmatched: int = 0
     in_flight: int = 0
-    #: Seconds from a command consumed to its first venue request handed to the HTTP client.
+    #: Seconds from a command consumed to its first venue request handed to the HTTP client, less
+    #: the time that request waited for the venue (``venue_wait``: its rate budgets, a free
+    #: connection while all were busy with earlier requests): the router's own overhead.
     send_latency: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    venue_wait: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
 
     def outcome(self, status: OrderStatus, rule: str | None) -> None:
         self.outcomes[status.value] = self.outcomes.get(status.value, 0) + 1
@@ -247,7 +250,7 @@ class OrderRouter:
         try:
             while not stop.is_set():
                 await self._room.wait()
-                messages = await asyncio.to_thread(self.consumer.consume, 500, 0.05)
+                messages = await asyncio.to_thread(self._fetch)
                 consumed_at = time.perf_counter()
                 for msg in messages:
                     if msg.error():
@@ -268,6 +271,14 @@ class OrderRouter:
                 await committer
             await self._commit_now()
             self.consumer.close()
+
+    def _fetch(self) -> list[Message]:
+        """What the consumer has: wait (50 ms at most) for one command, then take whatever else is
+        there already. Not ``consume(500, 0.05)``, which waits to fill its batch: a command would
+        wait for the ones after it, then for the ones before it in the loop."""
+        assert self.consumer is not None
+        first = self.consumer.consume(1, 0.05)
+        return first + self.consumer.consume(499, 0) if first else first
 
     async def aclose(self) -> None:
         for client in self.clients.values():
@@ -320,10 +331,12 @@ class OrderRouter:
                 return
             first = [True]
 
-            def sent() -> None:
+            def sent(waited_for_venue: float) -> None:
                 if first[0]:
                     first[0] = False
-                    self.stats.send_latency.append(time.perf_counter() - consumed_at)
+                    total = time.perf_counter() - consumed_at
+                    self.stats.send_latency.append(total - waited_for_venue)
+                    self.stats.venue_wait.append(waited_for_venue)
 
             ON_REQUEST.set(sent)
             try:
@@ -589,13 +602,29 @@ class OrderRouter:
         return [TopicPartition(topic, p, part.commit) for (topic, p), part in self._partitions.items()
                 if part.commit is not None]  # fmt: skip
 
+    def _coalesced(self, outbox: list[tuple[str, Event]]) -> list[tuple[str, Event]]:
+        """The outbox with, on the compacted topics (order state, balances), only the last record
+        per key: compaction would keep only that one anyway, and one transaction's records land
+        together. Events are all kept, in order."""
+        compacted = (self.settings.state_topic, self.settings.balances_topic)
+        last: dict[tuple[str, str], int] = {}
+        for n, (topic, item) in enumerate(outbox):
+            if topic in compacted:
+                last[(topic, item.key)] = n
+        if len(last) == sum(1 for topic, _ in outbox if topic in compacted):
+            return outbox
+        keep = set(last.values())
+        return [entry for n, entry in enumerate(outbox) if entry[0] not in compacted or n in keep]
+
     def take_outbox(self) -> list[tuple[str, Event]]:
         """What the next transaction would commit, taken out (tests run the router without Kafka)."""
         taken, self._outbox = self._outbox, []
         return taken
 
     async def _commit_now(self) -> None:
-        records = [(topic, *self.codec.encode_keyed(item, topic)) for topic, item in self.take_outbox()]
+        records = [
+            (topic, *self.codec.encode_keyed(item, topic)) for topic, item in self._coalesced(self.take_outbox())
+        ]
         offsets = self._offsets()
         if not records and offsets == getattr(self, "_last_offsets", None):
             return

@@ -29,6 +29,9 @@ def status(router: OrderRouter) -> dict[str, Any]:
     latency = {name: (round(v * 1000, 3) if v is not None else None)
                for name, v in (("p50", _percentile(ordered, 0.5)), ("p99", _percentile(ordered, 0.99)),
                                ("max", ordered[-1] if ordered else None))}  # fmt: skip
+    waits = sorted(stats.venue_wait)
+    venue_wait = {name: (round(v * 1000, 3) if v is not None else None)
+                  for name, v in (("p50", _percentile(waits, 0.5)), ("p99", _percentile(waits, 0.99)))}  # fmt: skip
     venues = []
     for (account, venue), client in router.clients.items():
         http = getattr(client, "http", None)
@@ -61,6 +64,7 @@ def status(router: OrderRouter) -> dict[str, Any]:
         "open_orders": len(router.book.open_orders()),
         "quotes_read": router.market.quotes_read,
         "overhead_ms": {**latency, "samples": len(ordered)},
+        "venue_wait_ms": venue_wait,
         "kill_switches": [
             {"scope": s.scope, "reason": s.reason, "set_by": s.set_by} for s in router.market.engaged_switches()
         ],

@@ -40,9 +40,10 @@ from producers.venues.http1 import ConnectFailed, ConnectionBroken, Http1Pool, H
 from tickflow.errors import RateLimited, UnknownOutcome, VenueUnavailable
 from tickflow.events import OrderStatus, OrderType, Side, TimeInForce
 
-#: Called just before each request is handed to the HTTP client, in the caller's context (the
-#: router sets it per command to measure its overhead from the command to the request).
-ON_REQUEST: ContextVar[Callable[[], None] | None] = ContextVar("on_request", default=None)
+#: Called just before each request is handed to the HTTP client, in the caller's context, with
+#: the seconds it waited for the venue (its rate budgets, a free connection): the router sets it
+#: per command to measure its own overhead from the command to the request, that wait apart.
+ON_REQUEST: ContextVar[Callable[[float], None] | None] = ContextVar("on_request", default=None)
 
 #: Prefix of every client order id tickflow derives: its orders are recognisable at the venue.
 CLIENT_ID_PREFIX = "tf"
@@ -232,18 +233,20 @@ class TradingHttp:
         """Send one request once the venue's budgets allow it (``order``: it also counts against
         the order-rate limit) and a connection is free; ``prepare`` builds (signs) it only then,
         so a request is never stamped and then kept waiting past its validity."""
+        arrived = time.perf_counter()
         if self.limiter is not None and weight:
             await self.limiter.acquire(weight)
         if order and self.order_limiter is not None:
             await self.order_limiter.acquire(1)
         async with self._slots:
+            waited = time.perf_counter() - arrived
             prepared = prepare()
             self.counters.requests += 1
             target = self._prefix + path
             if prepared.params:
                 target = f"{target}?{prepared.params}"
             if (hook := ON_REQUEST.get()) is not None:
-                hook()
+                hook(waited)
             try:
                 # A read is repeated once on another connection when a kept-alive one turns out
                 # closed by the venue before answering; a state-changing request never is.

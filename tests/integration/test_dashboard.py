@@ -96,3 +96,60 @@ def test_the_dashboard_draws_live_data_in_a_real_browser(worker: Worker, market:
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_the_dashboard_shows_the_routers_commands_and_outcomes(worker: Worker) -> None:
+    """With ``?router=``, the page reads a router's ``/status`` (the real status server, over a
+    router that answered real commands; its venue a recording client) and shows its commands,
+    outcomes, rejections by rule and an engaged kill switch, as the numbers change."""
+    from decimal import Decimal
+
+    from playwright.sync_api import sync_playwright
+
+    from processors.router.status import start_status_server
+    from tests.unit.test_router_checks import NOW, create, make_router
+    from tickflow.events import KillSwitch
+
+    router, _ = make_router()
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        await router.handle(create())  # accepted
+        await router.handle(create(price=Decimal("100.001")))  # rejected: tick_size
+        await start_status_server(router, "127.0.0.1", port)
+        ready.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    chromium = shutil.which("chromium")
+    assert chromium
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium,
+                                             args=["--no-sandbox", "--disable-background-networking"])  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"http://127.0.0.1:{worker.port}/dashboard?router=http://127.0.0.1:{port}")
+            page.wait_for_function("window.tickflowDashboard.ordersDrawn > 0", timeout=30_000)
+            cells = page.locator("#order-outcomes tbody td").all_inner_texts()
+            assert cells[1:3] == ["2", "1"] and cells[6] == "1", cells  # commands, accepted, rejected
+            assert page.locator('#rejections tr[data-rule="tick_size"]').count() == 1
+            assert page.inner_text("#killswitch") == ""
+            # The router answers more, and a kill switch is engaged: the page follows.
+            switch = KillSwitch(scope="*", engaged=True, reason="drill", set_by="test", ts=NOW)
+            loop.call_soon_threadsafe(router.market.apply, switch)
+            asyncio.run_coroutine_threadsafe(router.handle(create()), loop).result(10)  # rejected: kill_switch
+            page.wait_for_function("window.tickflowDashboard.commands === 3", timeout=30_000)
+            page.wait_for_function("document.getElementById('killswitch').textContent.includes('drill')",
+                                   timeout=30_000)  # fmt: skip
+            assert page.locator('#rejections tr[data-rule="kill_switch"]').count() == 1
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-orders.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+            loop.call_soon_threadsafe(loop.stop)

@@ -61,17 +61,17 @@ class Ed25519Signer:
 
 
 #: What percent-encoding leaves as it is: almost every parameter of an order (symbols, numbers,
-#: client order ids) is made of these, and is then joined without going through ``quote``.
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+#: client order ids) is made of these; a query made only of them (and ``=``/``&`` between) is
+#: already encoded, checked with one match instead of a ``quote`` call per value.
+_ENCODED = re.compile(r"[A-Za-z0-9_.~=&-]*")
 
 
 def encode_params(params: dict[str, str]) -> str:
     """``parameter=value`` pairs joined by ``&``, percent-encoded as the docs' payloads are."""
-    safe = _UNRESERVED.fullmatch
-    return "&".join(
-        f"{key}={value}" if safe(value) and safe(key) else urlencode({key: value}, quote_via=quote, safe="")
-        for key, value in params.items()
-    )
+    joined = "&".join([f"{key}={value}" for key, value in params.items()])
+    if _ENCODED.fullmatch(joined) and joined.count("=") == len(params):  # nothing to encode
+        return joined
+    return urlencode(params, quote_via=quote, safe="")
 
 
 def signed_params(params: dict[str, str], signer: BinanceSigner, timestamp_ms: int, recv_window_ms: int) -> str:
