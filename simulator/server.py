@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import logging
+from typing import TYPE_CHECKING, Self
 from urllib.parse import parse_qs, urlparse
 
 from websockets import http11
@@ -20,6 +21,11 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from simulator.faults import Faults, SimStats
+
+if TYPE_CHECKING:
+    from simulator.trading.config import TradingConfig
+    from simulator.trading.engine import Engine
+    from simulator.trading.http import TradingServer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,12 @@ class VenueServer:
     def rest_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def __aenter__(self) -> VenueServer:
+    #: The private order API: what to serve (``trading=TradingConfig(...)``), and its server once
+    #: started (``simulator.trading``); a venue builds it in ``start_trading``.
+    trading_config: TradingConfig | None = None
+    trading: TradingServer | None = None
+
+    async def __aenter__(self) -> Self:
         self._server = await serve(
             self._session, self.host, self.port, process_request=self._http, compression=None,
             ping_interval=self.ping_interval, ping_timeout=self.ping_timeout, max_size=2**20,
@@ -69,9 +80,37 @@ class VenueServer:
         self.port = self._server.sockets[0].getsockname()[1]
         if self.faults.drop_connections_every:
             self._spawn(self._drop_periodically(self.faults.drop_connections_every))
+        if self.trading_config is not None:
+            try:
+                self.trading = await self.start_trading(self.trading_config)
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
         return self
 
+    async def start_trading(self, config: TradingConfig) -> TradingServer:
+        """Start this venue's order API (its engine over this venue's market)."""
+        raise NotImplementedError(f"{type(self).__name__} has no order API")
+
+    @property
+    def trading_url(self) -> str:
+        """Where the order API listens (``http://127.0.0.1:<port>``); only with ``trading=``."""
+        return self._trading().url
+
+    @property
+    def engine(self) -> Engine:
+        """The order API's matching engine: every order, for tests to check against."""
+        return self._trading().engine
+
+    def _trading(self) -> TradingServer:
+        if self.trading is None:
+            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
+        return self.trading
+
     async def __aexit__(self, *_: object) -> None:
+        if self.trading is not None:
+            await self.trading.stop()
+            self.trading = None
         for task in list(self._tasks):
             task.cancel()
         assert self._server is not None

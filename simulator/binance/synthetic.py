@@ -95,24 +95,8 @@ class BinanceSynthetic(BinanceServer):
         )  # fmt: skip
         self.trading_config = trading
         self.seed = seed
-        self.trading: BinanceTrading | None = None
 
-    async def __aenter__(self) -> BinanceSynthetic:
-        await super().__aenter__()
-        if self.trading_config is not None:
-            try:
-                await self._start_trading(self.trading_config)
-            except BaseException:
-                await super().__aexit__(None, None, None)
-                raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.trading is not None:
-            await self.trading.stop()
-        await super().__aexit__(*exc)
-
-    async def _start_trading(self, config: TradingConfig) -> None:
+    async def start_trading(self, config: TradingConfig) -> BinanceTrading:
         from simulator.binance import rest
 
         source = self.source
@@ -131,25 +115,13 @@ class BinanceSynthetic(BinanceServer):
                         taker_fee=config.taker_fee, maker_fee=config.maker_fee, leverage=config.leverage,
                         fok_unfilled="reject" if self.market.usdm else "expire", seed=self.seed,
                         first_order_id=1_000_000 + self.seed * 1000)  # fmt: skip
-        self.trading = BinanceTrading(
+        trading = BinanceTrading(
             engine, self.market, weights=window, host=config.host, port=config.port, faults=self.faults,
             stats=self.stats, match_interval=config.match_interval, order_limits=config.order_limits,
             exchange_info=lambda query: rest.exchange_info(self.market, self._listed(query), window.limit),
         )  # fmt: skip
-        await self.trading.start()
-
-    @property
-    def trading_url(self) -> str:
-        """Where the order API listens (``http://127.0.0.1:<port>``); only with ``trading=``."""
-        if self.trading is None:
-            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
-        return self.trading.url
-
-    @property
-    def engine(self) -> Engine:
-        if self.trading is None:
-            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
-        return self.trading.engine
+        await trading.start()
+        return trading
 
     @property
     def symbols(self) -> list[str]:

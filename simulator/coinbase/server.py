@@ -87,7 +87,6 @@ class CoinbaseSynthetic(VenueServer):
         super().__init__(host=host, port=port, faults=faults, stats=stats)
         self.trading_config = trading
         self.seed = seed
-        self.trading: CoinbaseTrading | None = None
         self.synthetic = SyntheticMarket(symbols, seed=seed, quote="USD", rate=rate or 1000.0, start_ms=start_ms)
         self.renderer = CoinbaseRenderer(self.synthetic)
         self.feed = SyntheticFeed(self.synthetic, self.renderer, rate=rate, last_ids=self.renderer.last_id,
@@ -101,48 +100,23 @@ class CoinbaseSynthetic(VenueServer):
     def symbols(self) -> list[str]:
         return list(self.products)
 
-    async def __aenter__(self) -> CoinbaseSynthetic:
-        await super().__aenter__()
-        config = self.trading_config
-        if config is not None:
-            products = self.products
+    async def start_trading(self, config: TradingConfig) -> CoinbaseTrading:
+        products = self.products
 
-            def book(product: str) -> tuple[dict[int, int], dict[int, int]]:
-                bids, asks, _ = self.feed.book(products[product])
-                return bids, asks
+        def book(product: str) -> tuple[dict[int, int], dict[int, int]]:
+            bids, asks, _ = self.feed.book(products[product])
+            return bids, asks
 
-            if not self.feed.full_speed:
-                self.feed.start()  # orders trade against the live market, market-data client or not
-            instruments = {pid: self.synthetic.instruments[n] for pid, n in products.items()}
-            engine = Engine(instruments, book, config.registry(), taker_fee=config.taker_fee,
-                            maker_fee=config.maker_fee, fee_in_quote=True, seed=self.seed)  # fmt: skip
-            self.trading = CoinbaseTrading(engine, host=config.host, port=config.port, faults=self.faults,
-                                           stats=self.stats, match_interval=config.match_interval,
-                                           private_rate=config.private_rate)  # fmt: skip
-            try:
-                await self.trading.start()
-            except BaseException:
-                await super().__aexit__(None, None, None)
-                raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.trading is not None:
-            await self.trading.stop()
-        await super().__aexit__(*exc)
-
-    @property
-    def trading_url(self) -> str:
-        """Where the order API listens (``http://127.0.0.1:<port>``); only with ``trading=``."""
-        if self.trading is None:
-            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
-        return self.trading.url
-
-    @property
-    def engine(self) -> Engine:
-        if self.trading is None:
-            raise RuntimeError("this simulator has no trading API (pass trading=TradingConfig(...))")
-        return self.trading.engine
+        if not self.feed.full_speed:
+            self.feed.start()  # orders trade against the live market, market-data client or not
+        instruments = {pid: self.synthetic.instruments[n] for pid, n in products.items()}
+        engine = Engine(instruments, book, config.registry(), taker_fee=config.taker_fee,
+                        maker_fee=config.maker_fee, fee_in_quote=True, seed=self.seed)  # fmt: skip
+        trading = CoinbaseTrading(engine, host=config.host, port=config.port, faults=self.faults,
+                                  stats=self.stats, match_interval=config.match_interval,
+                                  private_rate=config.private_rate)  # fmt: skip
+        await trading.start()
+        return trading
 
     def true_book(self, product: str) -> dict[str, dict[str, str]]:
         """The venue's book of ``product`` now (price -> size per side, the venue's strings)."""
