@@ -112,7 +112,7 @@ def router_config(venue: Venue, topics: dict[str, str], workdir: Path) -> Path:
         "group_id": f"bench-router-{secrets.token_hex(4)}", "instance_id": "bench",
         "commands_topic": topics["commands"], "events_topic": topics["events"], "state_topic": topics["state"],
         "control_topic": topics["control"], "bbo_topic": topics["bbo"], "max_command_age": 3600,
-        "reconcile_interval": 60,
+        "reconcile_interval": 60, "commit_interval_ms": int(os.environ.get("BENCH_COMMIT_MS", "20")),
         "accounts": {"bench": {"venues": {"binance-spot": {"api_key": {"env": "BENCH_ROUTER_KEY"},
                                                            "secret": {"env": "BENCH_ROUTER_SECRET"}}},
                                "limits": {"price_band": None}}},

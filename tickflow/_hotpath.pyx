@@ -93,7 +93,7 @@ cdef class Plan:
     cdef readonly tuple kinds
     cdef readonly tuple nullable
     #: Per field: enum symbol -> index (ENUM), 10**scale and 10**precision (DECIMAL),
-    #: the item Plan (ARRAY of records) or the Plan (RECORD); else None.
+    #: the item Plan (ARRAY of records; None: an array of strings) or the Plan (RECORD); else None.
     cdef readonly tuple args
     cdef readonly str record_name
     #: The msgspec struct type the plan was made for, and where each Avro field sits in
@@ -361,12 +361,16 @@ cdef int _write_value(_Buffer buf, object value, int kind, object arg, str where
         buf.write_long(n)
         buf.write(raw, n)
     elif kind == K_ARRAY:
-        item_plan = <Plan>arg
         n = len(value)
         if n:
             buf.write_long(n)
-            for item in value:
-                _write_record(buf, item, item_plan, where)
+            if arg is None:  # an array of strings
+                for item in value:
+                    _write_value(buf, item, K_STRING, None, where)
+            else:
+                item_plan = <Plan>arg
+                for item in value:
+                    _write_record(buf, item, item_plan, where)
         buf.write_long(0)
     elif kind == K_RECORD:
         _write_record(buf, value, <Plan>arg, where)

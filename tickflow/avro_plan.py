@@ -53,7 +53,7 @@ def _nested_struct(struct_type: Any, field_name: str) -> Any:
 
 
 def _field(
-    name: str, schema: Any, named: dict[str, Any], namespace: str, struct_type: Any
+    name: str, schema: Any, named: dict[str, Any], namespace: str, struct_type: Any, string_arrays: bool = False
 ) -> tuple[str, int, bool, Any]:
     assert compiled is not None
     nullable = False
@@ -87,22 +87,25 @@ def _field(
         items = schema["items"]
         if isinstance(items, str) and items in named:
             items = named[items]
+        if items == "string" and string_arrays:  # the writer's only (an item plan of None)
+            return name, compiled.KIND_ARRAY, nullable, None
         if not (isinstance(items, dict) and items.get("type") == "record"):
             raise Unsupported(f"array of {items} (only arrays of records are compiled)")
         nested = _nested_struct(struct_type, name)
-        return name, compiled.KIND_ARRAY, nullable, _record_plan(items, named, namespace, nested)
+        return name, compiled.KIND_ARRAY, nullable, _record_plan(items, named, namespace, nested, string_arrays)
     if kind == "record":
         nested = _nested_struct(struct_type, name)
-        return name, compiled.KIND_RECORD, nullable, _record_plan(schema, named, namespace, nested)
+        return name, compiled.KIND_RECORD, nullable, _record_plan(schema, named, namespace, nested, string_arrays)
     raise Unsupported(f"field {name}: type {schema}")
 
 
-def _record_plan(schema: dict[str, Any], named: dict[str, Any], namespace: str, struct_type: Any) -> Any:
+def _record_plan(schema: dict[str, Any], named: dict[str, Any], namespace: str, struct_type: Any,
+                 string_arrays: bool = False) -> Any:  # fmt: skip
     assert compiled is not None
     fullname = _fullname(schema, namespace)
     named[fullname] = schema
     ns = fullname.rpartition(".")[0]
-    fields = [_field(f["name"], f["type"], named, ns, struct_type) for f in schema["fields"]]
+    fields = [_field(f["name"], f["type"], named, ns, struct_type, string_arrays) for f in schema["fields"]]
     positions = _struct_positions(struct_type, [f[0] for f in fields])
     return compiled.Plan(fullname, fields, struct_type if positions else None, positions)
 
@@ -112,16 +115,17 @@ def key_positions(struct_type: Any) -> tuple[int, ...] | None:
     return _struct_positions(struct_type, list(getattr(struct_type, "key_fields", ()))) or None
 
 
-def build_plan(schema: dict[str, Any], struct_type: Any = None) -> Any | None:
+def build_plan(schema: dict[str, Any], struct_type: Any = None, *, string_arrays: bool = False) -> Any | None:
     """A compiled write plan for a self-contained record schema, or ``None`` to use fastavro.
 
     With ``struct_type`` (the msgspec struct the events are), fields are read in one call per
-    record instead of one attribute lookup each.
+    record instead of one attribute lookup each. ``string_arrays``: arrays of strings too, which
+    only the writer handles (the compiled readers plan without it, and leave those to fastavro).
     """
     if compiled is None:
         return None
     try:
-        return _record_plan(schema, {}, "", struct_type)
+        return _record_plan(schema, {}, "", struct_type, string_arrays)
     except Unsupported as exc:
         log.info("schema %s written with fastavro: %s", schema.get("name"), exc)
         return None

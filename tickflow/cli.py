@@ -146,15 +146,14 @@ def router_cmd(
     ] = None,
 ) -> None:
     """Run an order router: commands from Kafka to the venues, outcomes back, until SIGTERM/SIGINT."""
-    import asyncio
 
-    from processors.router.app import serve
+    from processors.router.app import run
     from processors.router.settings import load_router_settings
 
     overrides: dict[str, object] = {"instance_id": instance_id} if instance_id else {}
     if status_port is not None:
         overrides["status_port"] = status_port
-    asyncio.run(serve(load_router_settings(router_config, **overrides), _settings(config)))
+    run(load_router_settings(router_config, **overrides), _settings(config))
 
 
 order_app = typer.Typer(no_args_is_help=True, help="Send order commands to the router and wait for their outcome.")

@@ -122,6 +122,7 @@ class AvroCodec:
         self._encoders: dict[tuple[str, type[Event]], Encoder] = {}
         self._readers: dict[int, _Reader] = {}
         self._field_readers: dict[int, tuple[type[Event], Any] | Literal[False]] = {}
+        self._builders: dict[type[Event], Any] = {}
         self._plain_local = {
             name: fastavro.parse_schema(_without_time_logical_types(rec.schema)) for name, rec in self.contract.items()
         }
@@ -141,7 +142,7 @@ class AvroCodec:
                 raise UnknownEventType(f"{event_type.__name__} has no schema {event_type.avro_name}.avsc")
             schema_id = self.registry.register(subject_name(topic, record.fullname), record.schema_str)
             header = bytes([MAGIC]) + schema_id.to_bytes(4, "big")
-            plan = avro_plan.build_plan(record.schema, event_type) if self.compiled_writer else None
+            plan = avro_plan.build_plan(record.schema, event_type, string_arrays=True) if self.compiled_writer else None
             if plan is not None:
                 positions = avro_plan.key_positions(event_type)
                 encoder = avro_plan.compiled.Encoder(header, plan, positions)  # type: ignore[union-attr]
@@ -239,6 +240,19 @@ class AvroCodec:
             return False
         return event_type, _avro_reader.Reader(plan)
 
+    def decode_typed(self, payload: bytes) -> Event:
+        """``decode``, through the compiled reader where it applies: the same event, built from
+        the field tuple (decimals scaled, enums typed) without fastavro's dict; a few times
+        faster for flat records (the order router's commands). Anything else goes to ``decode``."""
+        fields = self.decode_fields(payload)
+        if fields is None:
+            return self.decode(payload)
+        event_type, values = fields
+        build = self._builders.get(event_type)
+        if build is None:
+            build = self._builders[event_type] = _builder(event_type, self.contract[event_type.avro_name].schema)
+        return build(values) if build is not False else self.decode(payload)
+
     def decode(self, payload: bytes) -> Event:
         """The typed event in a Confluent-framed Avro payload."""
         event_type, data = self.decode_data(payload)
@@ -246,3 +260,33 @@ class AvroCodec:
             return msgspec.convert(data, event_type)
         except msgspec.ValidationError as exc:
             raise RecordMismatch(f"record does not fit {event_type.__name__}: {exc}") from exc
+
+
+def _builder(event_type: type[Event], schema: dict[str, Any]) -> Any:
+    """A function from ``decode_fields``' tuple to the typed event, for a record of scalars,
+    decimals and enums; ``False`` for one with nested records or arrays (``decode`` builds those)."""
+    import typing
+    from enum import Enum
+
+    hints = typing.get_type_hints(event_type)
+    names, converters = [], []
+    for field in schema["fields"]:
+        branches = field["type"] if isinstance(field["type"], list) else [field["type"]]
+        kind = next((b for b in branches if b != "null"), "null")
+        if isinstance(kind, dict) and kind.get("type") in ("record", "array"):
+            return False
+        names.append(field["name"])
+        if isinstance(kind, dict) and kind.get("logicalType") == "decimal":
+            exponent = -int(kind.get("scale", 0))
+            converters.append(lambda v, e=exponent: None if v is None else Decimal(v).scaleb(e))
+            continue
+        enum = next((t for t in (hints[field["name"]], *typing.get_args(hints[field["name"]]))
+                     if isinstance(t, type) and issubclass(t, Enum)), None)  # fmt: skip
+        converters.append((lambda v, e=enum: None if v is None else e(v)) if enum is not None else None)
+    plan = tuple(zip(names, converters, strict=True))
+
+    def build(values: tuple[Any, ...]) -> Event:
+        return event_type(**{name: (convert(v) if convert is not None else v)
+                             for (name, convert), v in zip(plan, values, strict=True)})  # fmt: skip
+
+    return build

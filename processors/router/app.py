@@ -107,3 +107,15 @@ async def serve(settings: RouterSettings, tickflow: Settings, ready: asyncio.Eve
             await status_server.cleanup()
         router.market.close()
         await router.aclose()
+
+
+def run(settings: RouterSettings, tickflow: Settings) -> None:
+    """``serve`` on uvloop where it is installed: its event loop and sockets are written in C, and
+    the router's loop is its hot path (every command, request, answer and stream message)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a platform without uvloop runs on asyncio's loop
+        asyncio.run(serve(settings, tickflow))
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings, tickflow))

@@ -306,7 +306,7 @@ class OrderRouter:
     async def _handle(self, msg: Message, consumed_at: float, partition: _Partition) -> None:
         try:
             try:
-                command = self.codec.decode(msg.value())
+                command = self.codec.decode_typed(msg.value())
             except CodecError as exc:
                 self._dead_letter(msg, type(exc).__name__, str(exc))
                 return

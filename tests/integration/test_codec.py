@@ -29,6 +29,7 @@ from tickflow.errors import (
 )
 from tickflow.events import (
     AmendOrder,
+    Balance,
     BestBidOffer,
     BookReset,
     BookResetReason,
@@ -44,6 +45,7 @@ from tickflow.events import (
     Kline,
     MarketType,
     OrderEvent,
+    OrderState,
     OrderStatus,
     OrderType,
     PriceLevel,
@@ -248,6 +250,16 @@ def test_the_fastavro_fallback_rejects_bad_records_too(registry: SchemaRegistry,
         AvroCodec(registry, compiled_writer=False).encode(bad, "tickflow.trades")
 
 
+@pytest.mark.parametrize(
+    ("topic", "event"), sample_events(), ids=lambda v: type(v).__name__ if isinstance(v, Event) else v
+)
+def test_decode_typed_gives_what_decode_gives(codec: AvroCodec, topic: str, event: Event) -> None:
+    payload = codec.encode(event, topic)
+    typed = codec.decode_typed(payload)
+    assert typed == codec.decode(payload) == event
+    assert type(typed) is type(event)
+
+
 def test_the_compiled_writer_is_built_and_writes_exactly_what_fastavro_writes(registry: SchemaRegistry) -> None:
     from tickflow import avro_plan
 
@@ -261,6 +273,14 @@ def test_the_compiled_writer_is_built_and_writes_exactly_what_fastavro_writes(re
         ("tickflow.trades", Trade(venue="ü" * 300, market=MarketType.SPOT, symbol="", venue_symbol="x", exchange_ts=0,
                                   receive_ts=1, trade_id="t", price=D("-128"),
                                   size=D("99999999999999999999.999999999999999999"), side=Side.UNKNOWN)),
+        # An array of strings: the writer's alone (the compiled readers leave it to fastavro).
+        *[("tickflow.orders.state", OrderState(order_id="o", account="a", venue="v", market=MarketType.SPOT,
+                                               symbol="A-B", side=Side.SELL, order_type=OrderType.LIMIT,
+                                               client_order_id="tf1", status=OrderStatus.PARTIALLY_FILLED,
+                                               price=D("1.5"), size=D("2"), filled_size=D("0.5"), answered=answered,
+                                               updated_ts=NOW))
+          for answered in ([], ["cmd-1"], ["cmd-ü" * 40, "", "x"] * 30)],
+        ("tickflow.balances", Balance(account="a", venue="v", asset="USDT", free=D("1.25"), locked=D(0), event_ts=NOW)),
     ]  # fmt: skip
     for topic, event in [*sample_events(), *extra]:
         assert isinstance(fast.encoder(topic, type(event)), avro_plan.compiled.Encoder), event.avro_name

@@ -107,7 +107,7 @@ def test_the_dashboard_shows_the_routers_commands_and_outcomes(worker: Worker) -
     from playwright.sync_api import sync_playwright
 
     from processors.router.status import start_status_server
-    from tests.unit.test_router_checks import NOW, create, make_router
+    from tests.unit.test_router_checks import create, make_router, now
     from tickflow.events import KillSwitch
 
     router, _ = make_router()
@@ -140,7 +140,7 @@ def test_the_dashboard_shows_the_routers_commands_and_outcomes(worker: Worker) -
             assert page.locator('#rejections tr[data-rule="tick_size"]').count() == 1
             assert page.inner_text("#killswitch") == ""
             # The router answers more, and a kill switch is engaged: the page follows.
-            switch = KillSwitch(scope="*", engaged=True, reason="drill", set_by="test", ts=NOW)
+            switch = KillSwitch(scope="*", engaged=True, reason="drill", set_by="test", ts=now())
             loop.call_soon_threadsafe(router.market.apply, switch)
             asyncio.run_coroutine_threadsafe(router.handle(create()), loop).result(10)  # rejected: kill_switch
             page.wait_for_function("window.tickflowDashboard.commands === 3", timeout=30_000)
