@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -91,6 +92,8 @@ T = TypeVar("T")
 
 #: Commands handled at once; past this the router stops consuming until some finish.
 MAX_IN_FLIGHT = 512
+#: Seconds a rebalance may wait for the revoked partitions' running commands to finish.
+HAND_OVER = 20.0
 #: Latency samples kept for the status percentiles.
 SAMPLES = 20_000
 
@@ -175,6 +178,10 @@ class OrderRouter:
         self._stopping = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._copartitioned = False
+        self._committing = asyncio.Lock()
         self._listeners: list[Callable[[OrderEvent], None]] = []
         self.streams = streams or {}
         #: Trade ids each open order's fills were published with (a stream may repeat itself).
@@ -192,16 +199,23 @@ class OrderRouter:
                                   "enable.idempotence": True, "acks": "all", "linger.ms": 1,
                                   "transaction.timeout.ms": 60_000})  # fmt: skip
         self.producer.init_transactions(30)  # aborts what the previous incarnation left open
-        self._load_state()
+        for state in self._load_state():
+            self.book.put(state)
+        log.info("order state read back: %d orders, %d open", len(self.book.orders), len(self.book.open_orders()))
         self.consumer = Consumer({
             **self.kafka.client_config(), "group.id": s.group_id, "group.instance.id": s.instance_id,
             "enable.auto.commit": False, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
             "session.timeout.ms": 10_000, "partition.assignment.strategy": "range",
         })  # fmt: skip
+        topics = self.consumer.list_topics(timeout=10).topics
+        counts = [len(topics[t].partitions) if t in topics else 0 for t in (s.commands_topic, s.state_topic)]
+        self._copartitioned = counts[0] == counts[1] > 0
         self.consumer.subscribe([s.commands_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
-    def _load_state(self) -> None:
+    def _load_state(self, only: set[int] | None = None) -> list[OrderState]:
+        """The committed order states (of the state topic's partitions ``only``, or all)."""
         topic = self.settings.state_topic
+        states: list[OrderState] = []
         reader = Consumer({**self.kafka.client_config(), "group.id": f"{self.settings.group_id}-state",
                            "enable.auto.commit": False, "isolation.level": "read_committed",
                            "enable.partition.eof": True})  # fmt: skip
@@ -209,7 +223,7 @@ class OrderRouter:
             partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
             left = set()
             assignment = []
-            for p in partitions:
+            for p in partitions if only is None else [p for p in partitions if p in only]:
                 low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 if high > low:
                     left.add(p)
@@ -225,24 +239,69 @@ class OrderRouter:
                     continue
                 state = self.codec.decode(msg.value())
                 if isinstance(state, OrderState):
-                    self.book.put(state)
+                    states.append(state)
         finally:
             reader.close()
-        log.info("order state read back: %d orders, %d open", len(self.book.orders), len(self.book.open_orders()))
+        return states
+
+    # Rebalances. The callbacks run in the consumer's thread (inside ``consume``); what they change
+    # of the router's state is handed to the event loop, which runs it before the first command of
+    # the new assignment (both go through the loop's queue, in that order).
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = []
         for tp in partitions:
             _, high = consumer.get_watermark_offsets(tp, timeout=10)
             self._recovery_until[(tp.topic, tp.partition)] = high
-            self._partitions.setdefault((tp.topic, tp.partition), _Partition())
-        log.info("command partitions assigned: %s", [tp.partition for tp in partitions])
+            keys.append((tp.topic, tp.partition))
+        # Orders of these partitions may have been answered by another router since this one read
+        # the state: read it again (the state topic is partitioned like the commands, by order id).
+        numbers = {tp.partition for tp in partitions} if self._copartitioned else None
+        states = self._load_state(numbers)
+        self._loop.call_soon_threadsafe(self._assigned, keys, states)
+        log.warning("command partitions assigned: %s (%d order states read)", [tp.partition for tp in partitions],
+                 len(states))  # fmt: skip
+
+    def _assigned(self, keys: list[tuple[str, int]], states: list[OrderState]) -> None:
+        for key in keys:
+            self._partitions.setdefault(key, _Partition())
+        for state in states:
+            current = self.book.get(state.order_id)
+            if current is None or state.updated_ts > current.updated_ts:
+                self.book.put(state)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("command partitions revoked: %s", [tp.partition for tp in partitions])
+        """Before the partitions go, their running commands finish and their answers, state and
+        offsets are committed: the rebalance waits for that (up to ``HAND_OVER`` seconds), so
+        the next owner reads a state that has them answered. (At shutdown the loop has already
+        finished and committed everything.)"""
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        log.warning("command partitions revoked: %s", [tp.partition for tp in partitions])
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            for key in keys:
+                self._partitions.pop(key, None)
+            return
+        handed = asyncio.run_coroutine_threadsafe(self._hand_over(keys), self._loop)
+        try:
+            handed.result(HAND_OVER + 5)
+        except Exception as exc:  # the next owner asks the venue for what may have been sent
+            log.warning("partitions %s handed over unfinished: %r", [k[1] for k in keys], exc)
+
+    async def _hand_over(self, keys: list[tuple[str, int]]) -> None:
+        deadline = time.monotonic() + HAND_OVER
+        while time.monotonic() < deadline and any(
+            (part := self._partitions.get(key)) is not None and part.offsets for key in keys
+        ):
+            await asyncio.sleep(0.01)
+        await self._commit_now()
+        for key in keys:
+            self._partitions.pop(key, None)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and answer commands until ``stop`` is set; then finish what runs and commit."""
         assert self.consumer is not None
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         committer = asyncio.create_task(self._commit_loop())
         reconciler = asyncio.create_task(self._reconcile_loop())
         streams_stop = asyncio.Event()
@@ -622,6 +681,10 @@ class OrderRouter:
         return taken
 
     async def _commit_now(self) -> None:
+        async with self._committing:  # one transaction at a time (the loop's and a hand-over's)
+            await self._commit_once()
+
+    async def _commit_once(self) -> None:
         records = [
             (topic, *self.codec.encode_keyed(item, topic)) for topic, item in self._coalesced(self.take_outbox())
         ]
@@ -635,6 +698,7 @@ class OrderRouter:
     def _transaction(self, records: list[tuple[str, str, bytes]], offsets: list[TopicPartition]) -> None:
         producer, consumer = self.producer, self.consumer
         assert producer is not None and consumer is not None
+        failures = 0
         while True:
             try:
                 producer.begin_transaction()
@@ -651,9 +715,15 @@ class OrderRouter:
                 return
             except KafkaException as exc:
                 error = exc.args[0]
+                failures += 1
+                if failures > 5:
+                    raise  # a transaction that keeps failing: stop, loudly; a restart carries on
                 if error.txn_requires_abort():
-                    log.warning("transaction aborted, retrying it: %s", error)
+                    # A rebalance can make the offsets no longer ours: the records go again without
+                    # them (the next transaction sends the offsets the router then holds).
+                    log.warning("transaction aborted, retrying it without its offsets: %s", error)
                     producer.abort_transaction(30)
+                    offsets = []
                     continue
                 if error.retriable():
                     log.warning("transaction commit failed, retrying: %s", error)

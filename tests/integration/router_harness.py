@@ -138,7 +138,7 @@ class RouterProcess:
 
     @classmethod
     def configure(cls, settings: Settings, tmp_path: Path, topics: RouterTopics, venue: SimulatedVenue,
-                  limits: dict | None = None, **router: object) -> RouterProcess:  # fmt: skip
+                  limits: dict | None = None, name: str = "router", **router: object) -> RouterProcess:  # fmt: skip
         config = {
             "group_id": f"router-test-{secrets.token_hex(4)}",
             "instance_id": "router-a",
@@ -154,9 +154,9 @@ class RouterProcess:
                                "read_timeout": 1.0, "recv_window_ms": 3000}},
             **router,
         }  # fmt: skip
-        path = tmp_path / "router.yaml"
+        path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"router": config}))
-        return cls(settings, path, tmp_path / "router.log")
+        return cls(settings, path, tmp_path / f"{name}.log")
 
     @property
     def env(self) -> dict[str, str]:

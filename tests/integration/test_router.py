@@ -226,3 +226,51 @@ def test_kill_9_at_random_points_never_duplicates_or_loses_an_order(
             f"{recovered} creates found at the venue after a restart, {len(venue_orders)} venue orders, "
             f"creates refused: {dict(refused)}"
         )
+
+
+def test_two_routers_share_the_commands_and_the_survivor_takes_over_a_killed_ones_orders(
+    settings: Settings, codec: AvroCodec, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """Two routers in one group split the command partitions; one is killed -9 for good while
+    commands flow: the other is given its partitions, reads their order state again and carries
+    on. Still one order or none per create, and exactly one answer per command."""
+    topics = RouterTopics.make(new_topic)
+    faults = Faults(order_latency=0.02)
+    with SimulatedVenue(faults=faults) as venue:
+        group = f"router-pair-{random.getrandbits(32):x}"
+        first = RouterProcess.configure(settings, tmp_path, topics, venue, name="router-a", group_id=group,
+                                        instance_id="router-a")  # fmt: skip
+        second = RouterProcess.configure(settings, tmp_path, topics, venue, name="router-b", group_id=group,
+                                         instance_id="router-b")  # fmt: skip
+        symbol, bid, _, tick, step = venue.top()
+        commands = [create(symbol, Side.BUY, bid - (20 + n % 5) * tick, size_for(bid, step), tag="pair")
+                    for n in range(160)]  # fmt: skip
+        first.start()
+        second.start()
+        try:
+            with EventProducer(settings.kafka, codec, config={"linger.ms": 0}) as producer:
+                for n, command in enumerate(commands):
+                    producer.send(topics.commands, command)
+                    producer.poll(0)
+                    time.sleep(1 / 10)
+                    if n == 60:
+                        first.kill()  # for good: its partitions go to the other after the session timeout
+            wanted = {c.command_id for c in commands}
+            deadline = time.monotonic() + 120
+            while True:
+                events = read_events(settings, codec, topics.events)
+                answered = {e.command_id for e in events if e.status is not OrderStatus.UNKNOWN_OUTCOME}
+                if wanted <= answered or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+        finally:
+            first.stop()
+            second.stop()
+        final = Counter(e.command_id for e in events if e.command_id and e.status is not OrderStatus.UNKNOWN_OUTCOME)
+        assert not wanted - set(final), f"{len(wanted - set(final))} commands never answered"
+        assert all(n == 1 for n in final.values()), [c for c, n in final.items() if n > 1][:5]
+        orders = venue.orders_by_client_id()
+        for command in commands:
+            assert len(orders.get(client_order_id(command.command_id), [])) == 1
+        log = second.log.read_text()
+        assert log.count("command partitions assigned") >= 2  # its own share, then the dead one's too
