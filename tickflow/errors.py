@@ -173,6 +173,17 @@ class AuthFailed(OrderRejected):
     reason = "AUTH_FAILED"
 
 
+class ReplaceFailed(OrderRejected):
+    """An amend made as cancel-replace (venues without a native amend) did not place the new
+    order. ``old_canceled``: the old order was canceled (a partial failure) or still stands;
+    ``reason`` is the contract's reason for the new order's refusal."""
+
+    def __init__(self, message: str, venue_message: str | None, *, old_canceled: bool, reason: str) -> None:
+        super().__init__(message, venue_message)
+        self.old_canceled = old_canceled
+        self.reason = reason
+
+
 class RateLimited(VenueError):
     """The venue said slow down (429/418): nothing was executed; wait ``retry_after`` seconds."""
 

@@ -15,7 +15,7 @@ command: ``command_id``, ``order_id``, ``account``, ``venue``, ``symbol``, ``ins
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from processors.router.market import MarketView, Quote
@@ -53,9 +53,9 @@ class Exposure:
 
     open_orders: int = 0
     #: Net filled position per (venue, symbol), base units, buys positive.
-    position: dict[tuple[str, str], Decimal] | None = None
+    position: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     #: Open (unfilled) size per (venue, symbol, side).
-    open_size: dict[tuple[str, str, Side], Decimal] | None = None
+    open_size: dict[tuple[str, str, Side], Decimal] = field(default_factory=dict)
 
 
 class CommandRate:
@@ -202,8 +202,8 @@ class PreTradeChecks:
                                           f"{limits.max_open_orders})")  # fmt: skip
         if limits.max_position is not None:
             key = (command.venue, command.symbol)
-            position = (exposure.position or {}).get(key, Decimal(0))
-            open_same_side = (exposure.open_size or {}).get((*key, side), Decimal(0))
+            position = exposure.position.get(key, Decimal(0))
+            open_same_side = exposure.open_size.get((*key, side), Decimal(0))
             sign = 1 if side is Side.BUY else -1
             adding = size if added_size is None else added_size
             worst = position + sign * (open_same_side + adding)

@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 
+import msgspec
+
 from processors.router.checks import Exposure
 from producers.venues.trading import VenueOrder
 from producers.venues.user_stream import Fill
@@ -178,8 +180,6 @@ def _answer(state: OrderState, command_id: str | None) -> list[str]:
 
 
 def _replace(state: OrderState, **changes: object) -> OrderState:
-    import msgspec
-
     return msgspec.structs.replace(state, updated_ts=now_us(), **changes)
 
 

@@ -48,7 +48,6 @@ from processors.router.orders import (
     with_venue,
 )
 from processors.router.settings import RouterSettings
-from producers.venues.binance.trading import ReplaceFailed
 from producers.venues.trading import (
     ON_REQUEST,
     Amend,
@@ -66,6 +65,7 @@ from tickflow.errors import (
     DuplicateOrder,
     OrderRejected,
     RateLimited,
+    ReplaceFailed,
     UnknownOrder,
     UnknownOutcome,
     VenueError,

@@ -33,7 +33,7 @@ from tickflow.errors import (
     DuplicateOrder,
     InsufficientFunds,
     InvalidOrder,
-    OrderRejected,
+    ReplaceFailed,
     UnknownOrder,
     UnknownOutcome,
     VenueError,
@@ -259,16 +259,6 @@ class BinanceTradingClient:
         return VenueOrder(client_order_id=o.clientOrderId, venue_order_id=str(o.orderId), status=status, size=size,
                           filled_size=filled, price=price, avg_fill_price=avg,
                           exchange_ts=ts * 1000 if ts else None)  # fmt: skip
-
-
-class ReplaceFailed(OrderRejected):
-    """A spot cancel-replace did not place the new order. ``old_canceled`` says whether the old
-    order was canceled (-2021, partial failure) or still stands (cancel failed)."""
-
-    def __init__(self, message: str, venue_message: str | None, *, old_canceled: bool, reason: str) -> None:
-        super().__init__(message, venue_message)
-        self.old_canceled = old_canceled
-        self.reason = reason
 
 
 def _replace_failure(venue: str, data: dict[str, Any], venue_message: str) -> VenueError:
