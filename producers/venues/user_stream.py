@@ -10,6 +10,8 @@ says after that is newer than what the caller's REST reads will see.
 Binance a listenKey, Coinbase its endpoint), subscribe (``opened``), read, keep alive beside it
 (``maintain``: Binance's PUT every 30 minutes), reconnect with capped jittered backoff. A venue
 module only turns its frames into ``Parsed``; a frame it cannot read is counted and skipped.
+The connection is ``producers/venues/ws1.py``'s: each frame is parsed and delivered as it
+arrives, inside the connection's ``data_received`` (no task, queue or await per frame).
 """
 
 from __future__ import annotations
@@ -18,22 +20,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+import msgspec
 
 from producers.connection import Backoff
+from producers.venues import ws1
 from producers.venues.trading import VenueOrder
 from tickflow.errors import MalformedFrame
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Fill:
+class Fill(msgspec.Struct, frozen=True, gc=False):
     trade_id: str | None
     price: Decimal | None  # Coinbase's user channel gives no per-fill price: None there
     size: Decimal
@@ -41,15 +42,13 @@ class Fill:
     fee_asset: str | None
 
 
-@dataclass(frozen=True)
-class OrderUpdate:
+class OrderUpdate(msgspec.Struct, frozen=True, gc=False):
     symbol: str  # venue symbol
     order: VenueOrder  # the order after this update: status, cumulative filled, avg price, exchange_ts (µs)
     fill: Fill | None  # the fill this update reports, if any
 
 
-@dataclass(frozen=True)
-class BalanceUpdate:
+class BalanceUpdate(msgspec.Struct, frozen=True, gc=False):
     asset: str
     free: Decimal
     locked: Decimal
@@ -86,12 +85,11 @@ class UserStreamCounters:
     last_error: str | None = None
 
 
-@dataclass
-class Parsed:
+class Parsed(msgspec.Struct, gc=False):
     """What one frame said."""
 
-    orders: list[OrderUpdate] = field(default_factory=list)
-    balances: list[BalanceUpdate] = field(default_factory=list)
+    orders: list[OrderUpdate] = msgspec.field(default_factory=list)
+    balances: list[BalanceUpdate] = msgspec.field(default_factory=list)
     #: The stream is live from this frame on (Coinbase: the snapshot arrived).
     live: bool = False
     #: Why this connection must be replaced (Binance ``listenKeyExpired``, a venue error).
@@ -125,7 +123,7 @@ class VenueUserStream:
         """What must happen before connecting; the URL to connect to."""
         raise NotImplementedError
 
-    async def opened(self, ws: ClientConnection) -> bool:
+    async def opened(self, ws: ws1.WsConnection) -> bool:
         """Just connected: subscribe if the venue needs it. True if the stream is live already."""
         return True
 
@@ -172,16 +170,25 @@ class VenueUserStream:
         """One connection, until it ends; why it ended."""
         try:
             url = await self.prepare()
-            async with connect(url, open_timeout=self.open_timeout, ping_interval=self.ping_interval,
-                               ping_timeout=self.ping_interval, max_size=2**22, compression=None) as ws:  # fmt: skip
+            ws = await ws1.connect(url, open_timeout=self.open_timeout, ping_interval=self.ping_interval,
+                                   ping_timeout=self.ping_interval, max_size=2**22)  # fmt: skip
+            try:
                 live = await self.opened(ws)
                 if live:
                     self._went_live(on_connected)
+                # Frames reach ``parse`` from inside the connection's ``data_received`` from here on;
+                # ``ended`` is resolved by the frame that ends the session (or the parser's failure).
+                ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+                ws.start(self._reader(ended, on_order, on_balance, on_connected, live))
                 watchers = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.maintain())]
-                reader = asyncio.ensure_future(self._read(ws, on_order, on_balance, on_connected, live))
+                reader = asyncio.ensure_future(self._read(ws, ended))
                 try:
                     done, _ = await asyncio.wait([reader, *watchers], return_when=asyncio.FIRST_COMPLETED)
                 finally:
+                    if not ended.done():
+                        ended.cancel()  # nothing is delivered any more, as when the reader stopped
+                    elif not ended.cancelled():
+                        ended.exception()  # retrieved here if the reader did not get to it
                     for task in (reader, *watchers):
                         task.cancel()
                     await asyncio.gather(reader, *watchers, return_exceptions=True)
@@ -194,30 +201,51 @@ class VenueUserStream:
                 if reader in done and reader.exception() is not None:
                     return f"reader failed: {reader.exception()!r}"
                 return "stopped"
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+            finally:
+                await ws.close()
+        except (OSError, TimeoutError) as exc:  # ws1's errors are OSErrors: connect, TLS, handshake, send
             return f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a venue's REST step (listenKey) failed: back off and try again
             return f"{type(exc).__name__}: {exc}"
 
-    async def _read(self, ws: ClientConnection, on_order: OnOrder, on_balance: OnBalance,
-                    on_connected: Callable[[], None], live: bool) -> str:  # fmt: skip
+    def _reader(self, ended: asyncio.Future[str], on_order: OnOrder, on_balance: OnBalance,
+                on_connected: Callable[[], None], live: bool) -> Callable[[bytes], None]:  # fmt: skip
+        """The connection's ``on_message``: each frame parsed and delivered as it comes, in
+        ``data_received`` (no task or queue per frame)."""
+
+        def on_frame(frame: bytes) -> None:
+            nonlocal live
+            if ended.done():  # the session is ending: what still comes belongs to no one
+                return
+            self.counters.messages += 1
+            try:
+                parsed = self.parse(frame)
+            except MALFORMED as exc:
+                self.counters.malformed += 1
+                log.warning("%s user stream: unreadable frame skipped (%s): %r", self.venue, exc, frame[:200])
+                return
+            except Exception as exc:  # a parser's bug: this connection ends ("reader failed")
+                ended.set_exception(exc)
+                return
+            if parsed.live and not live:
+                live = True
+                self._went_live(on_connected)
+            self._deliver(parsed, on_order, on_balance)
+            if parsed.reconnect is not None:
+                ended.set_result(parsed.reconnect)
+
+        return on_frame
+
+    @staticmethod
+    async def _read(ws: ws1.WsConnection, ended: asyncio.Future[str]) -> str:
+        """Until a frame ends the session or the connection ends; why."""
+        closing = asyncio.ensure_future(ws.closed())
         try:
-            async for frame in ws:
-                self.counters.messages += 1
-                try:
-                    parsed = self.parse(frame)
-                except MALFORMED as exc:
-                    self.counters.malformed += 1
-                    log.warning("%s user stream: unreadable frame skipped (%s): %r", self.venue, exc, frame[:200])
-                    continue
-                if parsed.live and not live:
-                    live = True
-                    self._went_live(on_connected)
-                self._deliver(parsed, on_order, on_balance)
-                if parsed.reconnect is not None:
-                    return parsed.reconnect
-        except ConnectionClosed as exc:
-            return f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+            await asyncio.wait([closing, ended], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if ended.done():
+            return ended.result()  # raises the parser's failure
         return f"connection closed ({ws.close_code or 'no close frame'})"
 
     def _went_live(self, on_connected: Callable[[], None]) -> None:

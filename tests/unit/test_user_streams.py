@@ -22,7 +22,7 @@ from producers.venues.binance.user_stream import SPOT_USER_STREAM, BinanceUserSt
 from producers.venues.coinbase.signing import CoinbaseJwtSigner
 from producers.venues.coinbase.user_stream import coinbase_user_stream
 from producers.venues.trading import OrderRequest, TradingClient, client_order_id
-from producers.venues.user_stream import BalanceUpdate, OrderUpdate, VenueUserStream
+from producers.venues.user_stream import MALFORMED, BalanceUpdate, Fill, OrderUpdate, Parsed, VenueUserStream
 from simulator.binance import BinanceSynthetic
 from simulator.coinbase import CoinbaseSynthetic
 from simulator.faults import Faults
@@ -267,7 +267,9 @@ def test_unreadable_frames_are_counted_and_skipped() -> None:
         return json.dumps({**envelope, "sequence_num": sequence, "events": [{"type": kind, "orders": orders}]})
 
     frames = {
-        "binance": ['{"e": "executionRep', "[1, 2]", json.dumps({**report, "z": "lots"}), json.dumps(report)],
+        "binance": ['{"e": "executionRep', "[1, 2]", json.dumps({**report, "z": "lots"}),
+                    json.dumps({"e": "balanceUpdate", "E": 1, "a": "BTC", "d": "1.5", "T": 1}),  # ignored
+                    json.dumps({k: v for k, v in report.items() if k != "q"}), json.dumps(report)],
         "coinbase": [user(0, "snapshot", []), "{not json", json.dumps({**envelope, "events": []}),
                      user(2, "update", [{**order, "cumulative_quantity": "x"}]), user(3, "update", [order])],
     }  # fmt: skip
@@ -285,7 +287,7 @@ def test_unreadable_frames_are_counted_and_skipped() -> None:
             binance = BinanceUserStream(SPOT_USER_STREAM, "http://rest", url, "key", backoff=FAST,
                                         http=httpx.AsyncClient(base_url="http://rest", transport=rest))  # fmt: skip
             coinbase = coinbase_user_stream(url, CoinbaseJwtSigner(KEY_NAME, PRIVATE.encode()), [], backoff=FAST)
-            for stream, malformed in ((binance, 3), (coinbase, 3)):
+            for stream, malformed in ((binance, 4), (coinbase, 3)):
                 rec, stop = Recorder(), asyncio.Event()
                 task = asyncio.create_task(stream.run(rec.on_order, rec.on_balance, rec.on_connected, stop))
                 await rec.until(lambda: len(rec.orders) == 1)  # noqa: B023 - awaited inside the iteration
@@ -296,3 +298,130 @@ def test_unreadable_frames_are_counted_and_skipped() -> None:
                 assert rec.orders[0].order.client_order_id == "a" and rec.orders[0].order.status is OrderStatus.ACCEPTED
 
     asyncio.run(main())
+
+
+# --- Binance frames, parsed alone -------------------------------------------------------------------
+
+#: As Binance documents them: a spot fill, and a USD-M one (its E and T as numbers here).
+SPOT_TRADE = {
+    "e": "executionReport", "E": 1499405658658, "s": "ETHBTC", "c": "mUvoqJxFIILMdfAW5iGSOW", "S": "BUY",
+    "o": "LIMIT", "f": "GTC", "q": "1.00000000", "p": "0.10264410", "P": "0.00000000", "F": "0.00000000",
+    "g": -1, "C": "", "x": "TRADE", "X": "PARTIALLY_FILLED", "r": "NONE", "i": 4293153, "l": "0.50000000",
+    "z": "0.50000000", "L": "0.10264400", "n": "0.00050000", "N": "BNB", "T": 1499405658657, "t": 77,
+    "I": 8641984, "w": True, "m": False, "M": True, "O": 1499405658657, "Z": "0.05132200", "Y": "0.05132200",
+    "Q": "0.00000000", "W": 1499405658657, "V": "NONE",
+}  # fmt: skip
+USDM_TRADE = {
+    "e": "ORDER_TRADE_UPDATE", "E": 1568879465651, "T": 1568879465650,
+    "o": {"s": "BTCUSDT", "c": "TEST", "S": "SELL", "o": "LIMIT", "f": "GTC", "q": "0.002", "p": "7103.10",
+          "ap": "7103.10000", "sp": "0", "x": "TRADE", "X": "PARTIALLY_FILLED", "i": 8886774, "l": "0.001",
+          "z": "0.001", "L": "7103.10", "N": "USDT", "n": "0.00284124", "T": 1568879465649, "t": 12345,
+          "b": "0", "a": "7.10310", "m": False, "R": False, "wt": "CONTRACT_PRICE", "ot": "LIMIT", "ps": "BOTH",
+          "cp": False, "rp": "0", "pP": False, "si": 0, "ss": 0, "V": "EXPIRE_TAKER", "pm": "NONE", "gtd": 0},
+}  # fmt: skip
+SPOT_POSITION = {"e": "outboundAccountPosition", "E": 1564034571105, "u": 1564034571073,
+                 "B": [{"a": "ETH", "f": "10000.000000", "l": "0.000000"}]}  # fmt: skip
+USDM_ACCOUNT = {"e": "ACCOUNT_UPDATE", "E": 1564745798939, "T": 1564745798938,
+                "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": "122624.12345678", "cw": "100.12345678", "bc": "0"}],
+                      "P": []}}  # fmt: skip
+
+
+def parse(event: dict | str, venue: str = "binance-usdm") -> Parsed:
+    stream = binance_user_stream(venue, "http://rest", "ws://stream", "key")
+    return stream.parse(event if isinstance(event, str) else json.dumps(event))
+
+
+def without(event: dict, path: str) -> dict:
+    """``event`` less one field: ``"z"``, ``"o.n"``, ``"B.0.f"`` (a copy; the constants stay whole)."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        return {k: v for k, v in event.items() if k != head}
+    inner = event[head]
+    if isinstance(inner, list):
+        index, _, rest = rest.partition(".")
+        return {**event, head: [without(x, rest) if i == int(index) else x for i, x in enumerate(inner)]}
+    return {**event, head: without(inner, rest)}
+
+
+def test_binance_fields_are_read_by_their_case_sensitive_letters() -> None:
+    update = parse(SPOT_TRADE, "binance-spot").orders[0]
+    assert update.symbol == "ETHBTC" and update.order.client_order_id == "mUvoqJxFIILMdfAW5iGSOW"  # c, C empty
+    assert update.order.status is OrderStatus.PARTIALLY_FILLED and update.order.venue_order_id == "4293153"
+    assert (update.order.size, update.order.filled_size, update.order.price) == (
+        Decimal("1.00000000"), Decimal("0.50000000"), Decimal("0.10264410"))  # q, z, p (not P)  # fmt: skip
+    assert update.order.avg_fill_price == Decimal("0.102644")  # Z / z
+    assert update.order.exchange_ts == 1499405658657000  # T (not E), in µs
+    # L the price, l the size, t (not T) the trade id.
+    assert update.fill == Fill("77", Decimal("0.10264400"), Decimal("0.50000000"), Decimal("0.00050000"), "BNB")
+    cancel = {**SPOT_TRADE, "x": "CANCELED", "X": "CANCELED", "c": "cancel-request", "C": "the-order"}
+    assert parse(cancel, "binance-spot").orders[0].order.client_order_id == "the-order"  # C, not c
+    assert parse({**cancel, "C": ""}, "binance-spot").orders[0].order.client_order_id == "cancel-request"
+    futures = parse(USDM_TRADE).orders[0]
+    assert futures.order.avg_fill_price == Decimal("7103.10000") and futures.order.exchange_ts == 1568879465649000
+    assert futures.fill == Fill("12345", Decimal("7103.10"), Decimal("0.001"), Decimal("0.00284124"), "USDT")
+
+
+@pytest.mark.parametrize("kind", ["balanceUpdate", "externalLockUpdate", "eventStreamTerminated", "listStatus",
+                                  "TRADE_LITE", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL", "STRATEGY_UPDATE",
+                                  "aKindBinanceAddsLater", "executionreport"])  # fmt: skip
+def test_binance_events_of_other_kinds_are_ignored_not_malformed(kind: str) -> None:
+    """Their fields may share letters with the kinds read (here with other types): never validated."""
+    assert parse({"e": kind, "E": "1", "o": 5, "a": "BTC", "B": None, "z": "lots"}) == Parsed()
+    assert parse({**SPOT_TRADE, "e": kind}, "binance-spot") == Parsed()
+
+
+@pytest.mark.parametrize(
+    ("event", "path"),
+    [(SPOT_TRADE, "z"), (SPOT_TRADE, "q"), (SPOT_TRADE, "X"), (SPOT_TRADE, "s"), (SPOT_TRADE, "x"),
+     (SPOT_TRADE, "t"), (SPOT_TRADE, "L"), (SPOT_TRADE, "l"), (SPOT_TRADE, "n"), (SPOT_TRADE, "c"),
+     (without(SPOT_TRADE, "T"), "E"), (SPOT_POSITION, "B"), (SPOT_POSITION, "B.0.f"),
+     (USDM_TRADE, "o"), (USDM_TRADE, "o.z"), (USDM_TRADE, "o.c"), (USDM_TRADE, "o.ap"), (USDM_TRADE, "o.L"),
+     (without(without(USDM_TRADE, "T"), "o.T"), "E"), (USDM_ACCOUNT, "a.B"), (USDM_ACCOUNT, "a.B.0.wb")],
+)  # fmt: skip
+def test_binance_events_read_here_with_a_field_missing_are_malformed(event: dict, path: str) -> None:
+    with pytest.raises(MALFORMED):
+        parse(without(event, path))
+    whole = parse(event)  # and whole, they are read
+    assert whole.orders or whole.balances
+
+
+def test_binance_malformed_frames_raise_and_fields_read_only_sometimes_may_be_absent() -> None:
+    for frame in ('{"e": "executionRep', "[1, 2]", "null", '"executionReport"', '{"E": 1}'):
+        with pytest.raises(MALFORMED):
+            parse(frame)
+    for event in ({**SPOT_TRADE, "z": "lots"}, {**SPOT_TRADE, "X": "NO_SUCH_STATUS"}, {**USDM_TRADE, "o": []},
+                  {**SPOT_POSITION, "B": [{"a": "ETH", "f": "x", "l": "0"}]}):  # fmt: skip
+        with pytest.raises(MALFORMED):
+            parse(event)
+    # No fill: the fill's fields are not needed; a cancel naming C needs no c; T there, no E needed.
+    new = {**without(SPOT_TRADE, "t"), "x": "NEW", "X": "NEW", "L": None, "l": "", "n": "0", "N": None}
+    assert parse(without(new, "E"), "binance-spot").orders[0].fill is None
+    cancel = {**without(SPOT_TRADE, "c"), "x": "CANCELED", "X": "CANCELED", "C": "the-order"}
+    assert parse(cancel, "binance-spot").orders[0].order.client_order_id == "the-order"
+    unfilled = {**USDM_TRADE, "o": {**without(USDM_TRADE["o"], "ap"), "x": "NEW", "X": "NEW", "z": "0"}}
+    assert parse(unfilled).orders[0].order.avg_fill_price is None
+
+
+def test_binance_usdm_times_sent_as_strings() -> None:
+    """USD-M sends some event times as strings (its listenKeyExpired documents E as one)."""
+    order = {**without(without(USDM_TRADE, "T"), "o.T"), "E": "1568879465651"}  # no T: E is the time
+    assert parse(order).orders[0].order.exchange_ts == 1568879465651000
+    assert parse({**USDM_TRADE, "E": "1568879465651", "T": "1568879465650"}).orders[0].order.exchange_ts == (
+        1568879465649000)  # o.T first  # fmt: skip
+    account = {**without(USDM_ACCOUNT, "T"), "E": "1564745798939"}
+    assert parse(account).balances == [BalanceUpdate("USDT", Decimal("122624.12345678"), Decimal(0),
+                                                     1564745798939000)]  # fmt: skip
+    expired = {"e": "listenKeyExpired", "E": "1736996475556", "listenKey": "k" * 64}
+    assert parse(expired) == Parsed(reconnect="listenKeyExpired")
+    assert parse({**SPOT_POSITION, "E": "1564034571105", "u": ""}, "binance-spot").balances[0].exchange_ts == (
+        1564034571105000)  # fmt: skip
+
+
+def test_binance_usdm_fill_without_commission() -> None:
+    """A USD-M fill "will not push if no commission": no n (nor N); or N null."""
+    o = without(without(USDM_TRADE["o"], "n"), "N")
+    assert parse({**USDM_TRADE, "o": o}).orders[0].fill == Fill("12345", Decimal("7103.10"), Decimal("0.001"),
+                                                                  None, None)  # fmt: skip
+    null_asset = {**USDM_TRADE, "o": {**USDM_TRADE["o"], "N": None}}
+    assert parse(null_asset).orders[0].fill == Fill("12345", Decimal("7103.10"), Decimal("0.001"),
+                                                    Decimal("0.00284124"), None)  # fmt: skip

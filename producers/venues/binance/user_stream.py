@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, get_args
 
 import httpx
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from producers.connection import Backoff
 from producers.venues.binance.trading import _STATUS
@@ -125,64 +126,206 @@ class BinanceUserStream(VenueUserStream):
     # --- events -------------------------------------------------------------------------------
 
     def parse(self, frame: str | bytes) -> Parsed:
-        event = msgspec.json.decode(frame)
-        if not isinstance(event, dict):
-            raise ValueError("an event is a JSON object")
-        kind = event["e"]
-        if kind == "executionReport":
+        event = _decode(frame)
+        if isinstance(event, _ExecutionReport):
             return Parsed(orders=[_execution_report(event)])
-        if kind == "outboundAccountPosition":
-            ts = _us(event.get("u") or event.get("E"))
-            return Parsed(balances=[BalanceUpdate(b["a"], Decimal(b["f"]), Decimal(b["l"]), ts) for b in event["B"]])
-        if kind == "ORDER_TRADE_UPDATE":
+        if isinstance(event, _AccountPosition):
+            ts = _us(event.u or event.E)
+            return Parsed(balances=[BalanceUpdate(b.a, b.f, b.locked, ts) for b in event.B])
+        if isinstance(event, _OrderTradeUpdate):
             return Parsed(orders=[_order_trade_update(event)])
-        if kind == "ACCOUNT_UPDATE":
-            ts = _us(event.get("T") or event.get("E"))
-            balances = [BalanceUpdate(b["a"], Decimal(b["wb"]), Decimal(0), ts) for b in event["a"]["B"]]
-            return Parsed(balances=balances)
-        if kind == "listenKeyExpired":
+        if isinstance(event, _AccountUpdate):
+            ts = _us(event.T or event.E)
+            return Parsed(balances=[BalanceUpdate(b.a, b.wb, _ZERO, ts) for b in event.a.B])
+        if isinstance(event, _ListenKeyExpired):
             return Parsed(reconnect="listenKeyExpired")
         return Parsed()
 
 
-def _us(ms: object) -> int | None:
+# --- the events, as decoded -----------------------------------------------------------------------
+#
+# One typed decode per frame: msgspec picks the struct by ``e`` and builds only the fields declared
+# (the other ~25 of an order event are skipped). Binance's letters are case-sensitive (``c``/``C``,
+# ``l``/``L``, ``t``/``T`` are different fields), and so are struct attributes. Fields are declared
+# in the order Binance sends them (kw_only allows it): msgspec then finds each key's field first try.
+#
+# A declared field must have its documented type, even in an event that does not read it. Null is
+# accepted where it was before: as "no value" (times, ``p``/``ap``, ``C``, ``N``, USD-M ``n``), and
+# in a fill's fields outside a ``TRADE``. A field required only sometimes (a fill's, on a ``TRADE``;
+# an order event's ``E`` when it has no ``T``; ``c`` unless a cancel names ``C``; ``ap`` once
+# something filled) is UNSET when absent and checked where it is read (``_needed``): absent there,
+# the frame is malformed, as when it was read from a dict. A fill's decimals stay text until read:
+# msgspec makes a Decimal no faster than Decimal(text), and NEW or CANCELED reports would pay for
+# three unused ones.
+
+#: Binance's millisecond times: USD-M sends some as strings.
+Ms = int | str | None
+
+
+class _Event(msgspec.Struct, tag_field="e", gc=False):
+    """A user-stream event. (gc=False: decoded events hold no reference cycles, and the collector
+    need not track the four of every order.)"""
+
+
+class _ExecutionReport(_Event, tag="executionReport", kw_only=True):
+    """Spot: an order changed; a fill when ``x`` is ``TRADE``."""
+
+    E: Ms | UnsetType = UNSET
+    s: str
+    c: str | UnsetType = UNSET  # the order's client id; a cancel's: the cancel request's own
+    q: Decimal
+    p: str | None  # by decimal_or_none: zero (a market order's) is no price
+    C: str | None = None  # a cancel's: the canceled order's ("" otherwise)
+    x: str  # execution type: NEW, TRADE, CANCELED, REPLACED, EXPIRED...
+    X: str  # order status
+    i: int | str
+    last_qty: str | UnsetType | None = msgspec.field(default=UNSET, name="l")
+    z: Decimal  # cumulative filled
+    L: str | UnsetType | None = UNSET
+    n: str | UnsetType | None = UNSET
+    N: str | None = None
+    T: Ms = None
+    t: int | str | UnsetType = UNSET
+    Z: Decimal  # cumulative quote
+
+
+class _Balance(msgspec.Struct, gc=False):
+    a: str
+    f: Decimal
+    locked: Decimal = msgspec.field(name="l")
+
+
+class _AccountPosition(_Event, tag="outboundAccountPosition", kw_only=True):
+    """Spot: the free and locked balances of the assets an account change touched."""
+
+    E: Ms = None
+    u: Ms = None
+    B: list[_Balance]
+
+
+class _FuturesOrder(msgspec.Struct, kw_only=True, gc=False):
+    """USD-M ``ORDER_TRADE_UPDATE.o``: the spot report's letters, less ``C`` and ``Z``, plus ``ap``."""
+
+    s: str
+    c: str
+    q: Decimal
+    p: str | None
+    ap: str | UnsetType | None = UNSET  # average price
+    x: str
+    X: str
+    i: int | str
+    last_qty: str | UnsetType | None = msgspec.field(default=UNSET, name="l")
+    z: Decimal
+    L: str | UnsetType | None = UNSET
+    N: str | None = None
+    n: str | None = None  # "will not push if no commission"
+    T: Ms = None
+    t: int | str | UnsetType = UNSET
+
+
+class _OrderTradeUpdate(_Event, tag="ORDER_TRADE_UPDATE", kw_only=True):
+    E: Ms | UnsetType = UNSET
+    T: Ms = None
+    o: _FuturesOrder
+
+
+class _WalletBalance(msgspec.Struct, gc=False):
+    a: str
+    wb: Decimal
+
+
+class _AccountBalances(msgspec.Struct, gc=False):
+    B: list[_WalletBalance]
+
+
+class _AccountUpdate(_Event, tag="ACCOUNT_UPDATE", kw_only=True):
+    """USD-M: wallet balances (``a.B``) after a fill, funding, a transfer..."""
+
+    E: Ms = None
+    T: Ms = None
+    a: _AccountBalances
+
+
+class _ListenKeyExpired(_Event, tag="listenKeyExpired"):
+    pass
+
+
+class _Kind(msgspec.Struct):
+    """Any event's ``e`` alone, for a frame the union refused. (Any: a non-string ``e`` is no kind
+    read here, not a malformed frame.)"""
+
+    e: Any
+
+
+_AnyEvent = _ExecutionReport | _AccountPosition | _OrderTradeUpdate | _AccountUpdate | _ListenKeyExpired
+_events = msgspec.json.Decoder(_AnyEvent)
+_kind = msgspec.json.Decoder(_Kind)
+_KINDS = frozenset(event.__struct_config__.tag for event in get_args(_AnyEvent))
+_ZERO = Decimal(0)
+# Once: an Enum member's lookup on its class costs about as much as the rest of _status.
+_ACCEPTED, _PARTIALLY_FILLED = OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED
+_T = TypeVar("_T")
+
+
+def _decode(frame: str | bytes) -> _Event | None:
+    """The event; None for a kind not read here (the union refuses those too: told apart by a second,
+    cheap decode of ``e`` alone, on that rare path only)."""
+    try:
+        return _events.decode(frame)
+    except msgspec.ValidationError:
+        kind = _kind.decode(frame).e  # raises too when the frame is no object, or has no e
+        if isinstance(kind, str) and kind in _KINDS:
+            raise  # a kind read here, malformed
+        return None
+
+
+def _us(ms: Ms) -> int | None:
     """Binance's millisecond times (USD-M sends some as strings) in microseconds."""
-    return int(str(ms)) * 1000 if ms not in (None, "") else None
+    if type(ms) is int:  # most are
+        return ms * 1000
+    return int(ms) * 1000 if ms else None  # a string; "" (or null) is no time
+
+
+def _needed(value: _T | UnsetType, letter: str) -> _T:
+    """A field read only sometimes, read here: absent, the frame is malformed (see above)."""
+    if value is UNSET:
+        raise KeyError(letter)
+    return value
 
 
 def _status(text: str, filled: Decimal) -> OrderStatus:
     status = _STATUS[text]
-    return OrderStatus.PARTIALLY_FILLED if status is OrderStatus.ACCEPTED and filled > 0 else status
+    return _PARTIALLY_FILLED if status is _ACCEPTED and filled > 0 else status
 
 
-def _execution_report(e: dict[str, Any]) -> OrderUpdate:
-    filled = Decimal(e["z"])
+def _execution_report(e: _ExecutionReport) -> OrderUpdate:
+    filled = e.z
     # A cancel's c is the cancel request's own id; the canceled order is C.
-    client_id = e["C"] if e["x"] == "CANCELED" and e.get("C") else e["c"]
-    quote = Decimal(e["Z"])
-    order = VenueOrder(client_order_id=client_id, venue_order_id=str(e["i"]), status=_status(e["X"], filled),
-                       size=Decimal(e["q"]), filled_size=filled, price=decimal_or_none(e["p"]),
-                       avg_fill_price=quote / filled if filled else None,
-                       exchange_ts=_us(e.get("T") or e["E"]))  # fmt: skip
+    client_id = e.C if e.x == "CANCELED" and e.C else _needed(e.c, "c")
+    order = VenueOrder(client_order_id=client_id, venue_order_id=str(e.i), status=_status(e.X, filled),
+                       size=e.q, filled_size=filled, price=decimal_or_none(e.p),
+                       avg_fill_price=e.Z / filled if filled else None,
+                       exchange_ts=_us(e.T or _needed(e.E, "E")))  # fmt: skip
     fill = None
-    if e["x"] == "TRADE":
-        fee_asset = e.get("N")
-        fill = Fill(str(e["t"]), Decimal(e["L"]), Decimal(e["l"]), Decimal(e["n"]), fee_asset or None)
-    return OrderUpdate(e["s"], order, fill)
+    if e.x == "TRADE":
+        fill = Fill(str(_needed(e.t, "t")), Decimal(_needed(e.L, "L")), Decimal(_needed(e.last_qty, "l")),
+                    Decimal(_needed(e.n, "n")), e.N or None)  # fmt: skip
+    return OrderUpdate(e.s, order, fill)
 
 
-def _order_trade_update(event: dict[str, Any]) -> OrderUpdate:
-    o = event["o"]
-    filled = Decimal(o["z"])
-    order = VenueOrder(client_order_id=o["c"], venue_order_id=str(o["i"]), status=_status(o["X"], filled),
-                       size=Decimal(o["q"]), filled_size=filled, price=decimal_or_none(o["p"]),
-                       avg_fill_price=decimal_or_none(o["ap"]) if filled else None,
-                       exchange_ts=_us(o.get("T") or event.get("T") or event["E"]))  # fmt: skip
+def _order_trade_update(event: _OrderTradeUpdate) -> OrderUpdate:
+    o = event.o
+    filled = o.z
+    order = VenueOrder(client_order_id=o.c, venue_order_id=str(o.i), status=_status(o.X, filled),
+                       size=o.q, filled_size=filled, price=decimal_or_none(o.p),
+                       avg_fill_price=decimal_or_none(_needed(o.ap, "ap")) if filled else None,
+                       exchange_ts=_us(o.T or event.T or _needed(event.E, "E")))  # fmt: skip
     fill = None
-    if o["x"] == "TRADE":
-        fee = Decimal(o["n"]) if o.get("n") is not None else None  # "will not push if no commission"
-        fill = Fill(str(o["t"]), Decimal(o["L"]), Decimal(o["l"]), fee, o.get("N") or None)
-    return OrderUpdate(o["s"], order, fill)
+    if o.x == "TRADE":
+        fee = Decimal(o.n) if o.n is not None else None
+        fill = Fill(str(_needed(o.t, "t")), Decimal(_needed(o.L, "L")), Decimal(_needed(o.last_qty, "l")), fee,
+                    o.N or None)  # fmt: skip
+    return OrderUpdate(o.s, order, fill)
 
 
 def binance_user_stream(paths_or_market: BinanceUserStreamPaths | str, rest_url: str, ws_url: str, api_key: str,

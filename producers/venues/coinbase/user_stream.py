@@ -20,9 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-from websockets.asyncio.client import ClientConnection
 
 from producers.connection import Backoff
+from producers.venues import ws1
 from producers.venues.coinbase.parsing import micros
 from producers.venues.coinbase.signing import CoinbaseJwtSigner
 from producers.venues.coinbase.trading import _STATUS
@@ -47,7 +47,7 @@ class CoinbaseUserStream(VenueUserStream):
     async def prepare(self) -> str:
         return self.ws_url
 
-    async def opened(self, ws: ClientConnection) -> bool:
+    async def opened(self, ws: ws1.WsConnection) -> bool:
         for channel in ("user", "heartbeats"):
             await ws.send(json.dumps({"type": "subscribe", "channel": channel, "product_ids": self.product_ids,
                                       "jwt": self.signer.websocket_token()}))  # fmt: skip
