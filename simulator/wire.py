@@ -13,8 +13,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 
-def frame(text: str) -> bytes:
-    payload = text.encode()
+def frame(text: str | bytes) -> bytes:
+    """A text frame of ``text`` (bytes: already UTF-8)."""
+    payload = text.encode() if isinstance(text, str) else text
     n = len(payload)
     if n < 126:
         return bytes((0x81, n)) + payload

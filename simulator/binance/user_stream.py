@@ -19,12 +19,12 @@ reports ``REPLACED`` under the order's client id before the amend renames it.
 
 from __future__ import annotations
 
-import json
 import random
 import string
 import time
 from decimal import Decimal
 
+import msgspec
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -182,7 +182,7 @@ class BinanceUserStreams:
 
     # --- spot ---------------------------------------------------------------------------------
 
-    def _spot(self, order: Order, fill: Fill | None) -> list[tuple[str, str, str]]:
+    def _spot(self, order: Order, fill: Fill | None) -> list[tuple[bytes, str, str]]:
         t = self.trading
         now = t.engine.now_ms()
         execution = _execution(order, fill, amended="REPLACED")
@@ -223,7 +223,7 @@ class BinanceUserStreams:
 
     # --- USD-M --------------------------------------------------------------------------------
 
-    def _order_trade_update(self, order: Order, fill: Fill | None) -> str:
+    def _order_trade_update(self, order: Order, fill: Fill | None) -> bytes:
         t = self.trading
         now = t.engine.now_ms()
         bids, asks = self._open_notional(order)
@@ -260,7 +260,7 @@ class BinanceUserStreams:
                 asks += notional
         return bids, asks
 
-    def _account_update(self, order: Order) -> str:
+    def _account_update(self, order: Order) -> bytes:
         engine = self.trading.engine
         quote = order.instrument.quote
         free, locked = engine.balance(order.account, quote)
@@ -296,5 +296,5 @@ def _resting(order: Order) -> bool:
     return order.is_open and order.type == LIMIT and order.tif not in (IOC, FOK)
 
 
-def _json(value: dict) -> str:
-    return json.dumps(value, separators=(",", ":"))
+def _json(value: dict) -> bytes:
+    return msgspec.json.encode(value)

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from simulator.faults import Faults, SimStats
@@ -35,8 +35,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
-                        content_type="application/json", headers=headers)  # fmt: skip
+    # msgspec writes what ``json.dumps(body, separators=(",", ":"))`` does, several times faster.
+    return web.Response(status=status, body=msgspec.json.encode(body), content_type="application/json",
+                        headers=headers)  # fmt: skip
 
 
 def every(n: int | None, count: int) -> bool:

@@ -185,8 +185,10 @@ def test_market_ioc_fok_post_only_and_rest_then_fill() -> None:
             assert all(Decimal(f["price"]) >= ask - 10 * tick for f in body["fills"])
             assert Decimal(body["fills"][0]["commission"]) > 0 and body["fills"][0]["commissionAsset"] != "USDT"
             bid, ask, tick, step = best(s, symbol)
+            # Far enough through the ask that the market (4,000 updates a second) cannot move out of its way.
+            through = str(ask + 50 * tick)
             maker = await client.call("POST", "/order", {"symbol": symbol, "side": "BUY", "type": "LIMIT_MAKER",
-                                                         "quantity": str(qty), "price": str(ask + tick)})  # fmt: skip
+                                                         "quantity": str(qty), "price": through})  # fmt: skip
             assert maker.json() == {"code": -2010, "msg": "Order would immediately match and take."}
             huge = str(size_for(ask, step, Decimal(50_000)))  # more than the best ask level holds
             fok = await client.call("POST", "/order", {"symbol": symbol, "side": "BUY", "type": "LIMIT",
@@ -198,11 +200,13 @@ def test_market_ioc_fok_post_only_and_rest_then_fill() -> None:
                                                        "timeInForce": "IOC", "quantity": str(qty),
                                                        "price": str(bid - 100 * tick)})  # fmt: skip
             assert ioc.json()["status"] == "EXPIRED"
-            # A resting buy at the best bid fills when the (moving) market comes down to it.
+            # A resting buy just under the best bid fills when the (moving) market comes down to it. (At
+            # the bid itself, a market that moved down since it was read could fill it at once, as a taker.)
             bid, ask, tick, step = best(s, symbol)
+            price = bid - 2 * tick
             rest = await client.call("POST", "/order", {"symbol": symbol, "side": "BUY", "type": "LIMIT",
                                                         "timeInForce": "GTC", "quantity": str(qty),
-                                                        "price": str(bid), "newOrderRespType": "ACK"})  # fmt: skip
+                                                        "price": str(price), "newOrderRespType": "ACK"})  # fmt: skip
             assert set(rest.json()) == {"symbol", "orderId", "orderListId", "clientOrderId", "transactTime"}
             order_id = rest.json()["orderId"]
             status = "NEW"
@@ -213,7 +217,7 @@ def test_market_ioc_fok_post_only_and_rest_then_fill() -> None:
                     break
             assert status == "FILLED"
             order = s.engine.get(order_id)
-            assert order is not None and all(f.maker and f.price == bid for f in order.fills)
+            assert order is not None and all(f.maker and f.price == price for f in order.fills)
 
     run(scenario)
 
@@ -243,7 +247,7 @@ def test_cancel_replace_and_amend_keep_priority() -> None:
                          "cancelResponse": {"code": -2011, "msg": "Unknown order sent."},
                          "newOrderResponse": None}}  # fmt: skip
             partial = await client.call("POST", "/order/cancelReplace", {
-                **replace, "type": "LIMIT_MAKER", "timeInForce": "", "price": str(ask + tick),
+                **replace, "type": "LIMIT_MAKER", "timeInForce": "", "price": str(ask + 20 * tick),
                 "cancelOrigClientOrderId": "a2"})  # fmt: skip
             assert partial.status_code == 409 and partial.json()["code"] == -2021
             assert partial.json()["data"]["newOrderResponse"] == {
@@ -287,7 +291,7 @@ def test_usdm_orders_modify_reduce_only_and_margin() -> None:
                                                           "price": str(low)})  # fmt: skip
             assert margin.json() == {"code": -2019, "msg": "Margin is insufficient."}
             gtx = await client.call("POST", "/order", {**base, "timeInForce": "GTX", "quantity": str(qty),
-                                                       "price": str(ask + tick)})  # fmt: skip
+                                                       "price": str(ask + 20 * tick)})  # fmt: skip
             assert gtx.json()["code"] == -5022
             placed = await client.call("POST", "/order", {**base, "quantity": str(qty), "price": str(low),
                                                           "newClientOrderId": "f1"})  # fmt: skip

@@ -117,7 +117,7 @@ def test_create_repeat_client_id_edit_cancel_and_list() -> None:
             assert poor["success"] is False and poor["error_response"]["error"] == "INSUFFICIENT_FUND"
             assert poor["error_response"]["preview_failure_reason"] == "PREVIEW_INSUFFICIENT_FUND"
             cross = (
-                await client.call("POST", "/orders", limit(product, qty, ask + tick, "c-3", post_only=True))
+                await client.call("POST", "/orders", limit(product, qty, ask + 20 * tick, "c-3", post_only=True))
             ).json()
             assert cross["error_response"]["error"] == "INVALID_LIMIT_PRICE_POST_ONLY"
             off = (await client.call("POST", "/orders", limit(product, qty, low + tick / 3, "c-4"))).json()
