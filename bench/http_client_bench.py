@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import server_process
 from producers.venues.http1 import Http1Pool
 
 ANSWER = json.dumps({
@@ -60,23 +58,6 @@ def serve(port: int) -> None:
     app.router.add_post("/order", order)
     app.router.add_post("/chunked", chunked)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, handle_signals=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(port: int, deadline: float = 10.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the bench server did not start")
 
 
 Send = Callable[[str], Awaitable[bytes]]
@@ -162,10 +143,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve)
         return
-    port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=dict(os.environ))
-    try:
-        wait_listening(port)
+    with server_process(__file__) as port:
         base = f"http://127.0.0.1:{port}"
         header = f"{'client':8} {'framing':8} {'in flight':>9} {'req/s':>8} {'CPU µs/req':>11}"
         print(f"{header}   (median of {args.repeats})")
@@ -177,9 +155,6 @@ def main() -> None:
                     rate = statistics.median(r for r, _ in runs)
                     cpu = statistics.median(c for _, c in runs)
                     print(f"{name:8} {framing:8} {concurrency:>9} {rate:>8.0f} {cpu:>11.0f}", flush=True)
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ to one venue origin, and the general clients spend most of their CPU on what suc
 not need (URL objects, cookie jars, tracing hooks, multi-origin connection keys, stream readers,
 payload writers, timer contexts). This client is an ``asyncio.Protocol`` per connection: the
 request goes out as one ``transport.write`` of one bytes object, the answer is parsed in
-``data_received`` straight into a future, and the read timeout is one timer handle.
-``bench/http_client_bench.py`` measures it against both.
+``data_received`` straight into a future, and the read timeouts are one timer for the whole pool
+(each request has a deadline; the timer sweeps them). ``bench/http_client_bench.py`` measures
+it against both.
 
 Scope, on purpose: one origin (``http`` or ``https``), at most ``max_connections`` keep-alive
 connections reused last-in first-out (the warmest first; the coldest age out), one request in
@@ -153,6 +154,15 @@ def _unfold(text: str) -> str:
     return re.sub(r"\r\n[ \t]+", " ", text)
 
 
+def parse_status_line(line: str) -> tuple[str, int, str] | None:
+    """``(version, status, reason)`` of an HTTP/1.x status line; None when it is not one."""
+    version, _, rest = line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if version[:7] != "HTTP/1." or len(code) != 3 or not code.isdigit():
+        return None
+    return version, int(code), reason
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection and the parser of the response in flight on it."""
 
@@ -171,6 +181,8 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.received = False
         self.idle_since = 0.0
+        #: When the request in flight times out (the loop's clock).
+        self.deadline = 0.0
         self.remaining = 0
         self.chunks: list[bytes] = []
         self.status = 0
@@ -329,11 +341,9 @@ class _Connection(asyncio.Protocol):
 
     def _head(self, head: str) -> None:
         status_line, _, fields_text = head.partition("\r\n")
-        version, _, rest = status_line.partition(" ")
-        code, _, reason = rest.partition(" ")
-        if version[:7] != "HTTP/1." or len(code) != 3 or not code.isdigit():
+        if (parsed := parse_status_line(status_line)) is None:
             raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:60]!r}")
-        status = int(code)
+        version, status, reason = parsed
         fields = Headers()
         if fields_text:
             if "\r\n " in fields_text or "\r\n\t" in fields_text or fields_text[0] in " \t":
@@ -433,6 +443,9 @@ class Http1Pool:
         self.origin = f"{scheme}://{self.host_header}"
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
+        #: The read timeouts' one timer (``_sweep``), pending while requests are in flight.
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_every = min(0.05, read_timeout / 4)
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         #: Connections open or being opened: what the limit counts.
         self._count = 0
@@ -502,21 +515,20 @@ class Http1Pool:
             waiter: asyncio.Future[Response] = loop.create_future()
             conn.begin(waiter, no_body)
             conn.transport.write(data)  # type: ignore[union-attr]
-            timer = loop.call_at(loop.time() + self.read_timeout, conn.timed_out, waiter)
+            conn.deadline = loop.time() + self.read_timeout
+            if self._sweeper is None:
+                self._sweeper = loop.call_at(loop.time() + self._sweep_every, self._sweep, loop)
             try:
                 response = await waiter
             except ConnectionBroken as exc:
-                timer.cancel()
                 self._discard(conn)
                 if retry_stale and not retried and exc.reused and not exc.received:
                     retried = True
                     continue
                 raise
             except BaseException:  # a timeout, or the caller cancelled: the connection is out of step
-                timer.cancel()
                 self._discard(conn, abort=True)
                 raise
-            timer.cancel()
             conn.waiter = None
             self._release(conn, loop)
             return response
@@ -576,6 +588,23 @@ class Http1Pool:
             raise HttpError(f"pool of {self.origin} is closed")
         self._all.add(conn)
         return conn
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time out the requests past their deadline. One timer for the pool, every
+        ``_sweep_every`` while requests are in flight, rather than one made and cancelled per
+        request (a request is timed out at most that much after its ``read_timeout``)."""
+        self._sweeper = None
+        now, in_flight = loop.time(), False
+        for conn in list(self._all):
+            waiter = conn.waiter
+            if waiter is None or waiter.done():
+                continue
+            if now >= conn.deadline:
+                conn.timed_out(waiter)
+            else:
+                in_flight = True
+        if in_flight and not self._closed:
+            self._sweeper = loop.call_at(now + self._sweep_every, self._sweep, loop)
 
     def _release(self, conn: _Connection, loop: asyncio.AbstractEventLoop) -> None:
         if not conn.keep_alive or conn.closed or self._closed:

@@ -35,6 +35,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import msgspec
+
 from producers.rate_limit import WeightedRateLimiter
 from producers.venues.http1 import ConnectFailed, ConnectionBroken, Http1Pool, HttpError, ReadTimeout
 from tickflow.errors import RateLimited, UnknownOutcome, VenueUnavailable
@@ -61,8 +63,7 @@ def client_order_id(command_id: str, *, salt: str = "") -> str:
     return CLIENT_ID_PREFIX + digest[:32]
 
 
-@dataclass(frozen=True)
-class OrderRequest:
+class OrderRequest(msgspec.Struct, frozen=True, gc=False):
     """A new order, in the venue's symbol, with the client order id already derived."""
 
     symbol: str
@@ -75,8 +76,7 @@ class OrderRequest:
     reduce_only: bool = False
 
 
-@dataclass(frozen=True)
-class VenueOrder:
+class VenueOrder(msgspec.Struct, frozen=True, gc=False):
     """The venue's view of one order, in the contract's terms."""
 
     client_order_id: str
@@ -95,8 +95,7 @@ class VenueOrder:
         return self.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
 
 
-@dataclass(frozen=True)
-class Amend:
+class Amend(msgspec.Struct, frozen=True, gc=False):
     """A change of an open order: the new limit price and/or the new total size (filled included)."""
 
     symbol: str
@@ -145,8 +144,7 @@ class TradingCounters:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(msgspec.Struct, frozen=True, gc=False):
     """A request as built and signed the moment it leaves."""
 
     params: str | None = None
@@ -162,8 +160,7 @@ class HttpTimeouts:
     read: float = 3.0
 
 
-@dataclass(frozen=True)
-class VenueResponse:
+class VenueResponse(msgspec.Struct, frozen=True, gc=False):
     """A venue's answer, read whole."""
 
     status_code: int
