@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,32 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int:
 
 def free_port(start: int = 18700, stop: int = 19000) -> int:
     return infra_free_port(start, stop)
+
+
+@contextlib.contextmanager
+def server_process(script: str) -> Iterator[int]:
+    """``script --serve PORT`` in a process of its own (so its CPU is not the measured client's),
+    once it listens; the port. Stopped on the way out."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, script, "--serve", str(port)], env=dict(os.environ))
+    try:
+        wait_listening(port)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def wait_listening(port: int, deadline: float = 10.0) -> None:
+    """Until something accepts connections on 127.0.0.1:``port`` (a bench's server process)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the bench server on port {port} did not start")
 
 
 def pinned(argv: list[str], cpus: str | None) -> list[str]:

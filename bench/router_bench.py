@@ -226,7 +226,9 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
         round_trip = [(answers.answered[c] - sent_at[c]) * 1000 for c in answers.answered if c in sent_at]
         return {"mode": "overhead", "rate": args.rate, "commands": len(batch), "statuses": answers.statuses,
                 "router_overhead_ms (consumed -> request sent, less waits for the venue)": status["overhead_ms"],
+                "of_which_queued_ms (consumed -> its turn, behind the commands that came with it)": status["queued_ms"],
                 "waited_for_the_venue_ms (rate budgets, a free connection)": status["venue_wait_ms"],
+                "kafka_delivery_ms (produced -> consumed by the router)": status["delivery_ms"],
                 "produced_to_answer_committed_ms": percentiles(round_trip),
                 "router_cpu_ms_per_command": round(cpu / len(batch) * 1000, 3),
                 "venue_cpu_ms_per_command": round(venue_cpu / len(batch) * 1000, 3)}  # fmt: skip

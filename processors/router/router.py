@@ -32,7 +32,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from processors.router import orders as book_events
 from processors.router.checks import CheckFailed, PreTradeChecks, Rejection, invalid
@@ -90,8 +99,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Commands handled at once; past this the router stops consuming until some finish.
+#: Commands handled at once; past this the router stops consuming until ``RESUME_AT`` are left:
+#: consuming again in batches, not one command whenever one finishes (a fetch each costs more
+#: than the command's own work).
 MAX_IN_FLIGHT = 512
+RESUME_AT = MAX_IN_FLIGHT - 128
 #: Seconds a rebalance may wait for the revoked partitions' running commands to finish.
 HAND_OVER = 20.0
 #: Latency samples kept for the status percentiles.
@@ -106,6 +118,9 @@ class RouterStats:
     repeats_skipped: int = 0
     unknown_outcomes: int = 0
     recovered_by_query: int = 0
+    #: Creates and amends asked about at the venue before sending, because a previous router may
+    #: have sent them (below its reservation).
+    recovery_queries: int = 0
     dead_letters: int = 0
     internal_errors: int = 0
     transactions: int = 0
@@ -118,6 +133,12 @@ class RouterStats:
     #: connection while all were busy with earlier requests): the router's own overhead.
     send_latency: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     venue_wait: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    #: Of ``send_latency``, the seconds a command waited for its turn: from consumed (with the
+    #: batch it came in) to the router starting on it, behind the commands ahead of it.
+    queued: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    #: Seconds from a command produced (its record's timestamp, by its producer's clock) to
+    #: consumed here: Kafka's delivery, for context (a burst of commands comes from there).
+    delivery: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
 
     def outcome(self, status: OrderStatus, rule: str | None) -> None:
         self.outcomes[status.value] = self.outcomes.get(status.value, 0) + 1
@@ -125,12 +146,33 @@ class RouterStats:
             self.rejected_by_rule[rule] = self.rejected_by_rule.get(rule, 0) + 1
 
 
-class _Partition:
-    """A partition's commands in flight, for the offset to commit: the oldest not yet done."""
+#: The offsets' metadata that carries a partition's reservation (see ``_Partition``).
+RESERVED = "tickflow.reserved="
 
-    def __init__(self) -> None:
+
+def _reservation(metadata: str | None) -> int | None:
+    if metadata and metadata.startswith(RESERVED) and metadata[len(RESERVED) :].isdigit():
+        return int(metadata[len(RESERVED) :])
+    return None
+
+
+class _Partition:
+    """A partition's commands in flight, for the offset to commit (the oldest not yet done), and
+    its reservation: the router starts a command only below the offset that its committed
+    transactions reserved, so whatever a crashed router may have sent lies between the committed
+    offset and its reservation, and only those creates need asking the venue about."""
+
+    def __init__(self, base: int, reserved: int) -> None:
         self.offsets: OrderedDict[int, bool] = OrderedDict()
         self.commit: int | None = None
+        #: Where the partition resumed (its committed offset) when this router took it.
+        self.base = base
+        #: Commands at offsets below this may start: a committed transaction reserved them.
+        self.reserved = reserved
+        #: One past the last command fetched.
+        self.fetched = base
+        #: Being handed over or shut down: nothing more starts, the reservation shrinks to ``fetched``.
+        self.closing = False
 
     def started(self, offset: int) -> None:
         self.offsets[offset] = False
@@ -166,6 +208,8 @@ class OrderRouter:
         self.stats = RouterStats()
         #: Events and states to commit with the next transaction: (topic, event).
         self._outbox: list[tuple[str, Event]] = []
+        #: The latest balance per (account, venue, asset) since the last transaction, and when it came.
+        self._balances: dict[tuple[str, str, str], tuple[BalanceUpdate, int]] = {}
         self._partitions: dict[tuple[str, int], _Partition] = {}
         #: Per partition, the end offset when this router took it over: commands below it may
         #: have been executed by a previous incarnation whose answer was never committed.
@@ -173,8 +217,15 @@ class OrderRouter:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._background: set[asyncio.Future] = set()
-        self._room = asyncio.Event()
-        self._room.set()
+        #: The consumer's thread (``_fetch_forever``): fetches while there is room for more commands
+        #: in flight, hands a batch over and waits until it is taken; stops when told.
+        self._fetch_room = threading.Event()
+        self._fetch_room.set()
+        self._taken = threading.Event()
+        self._fetch_stop = threading.Event()
+        #: A batch waiting for a transaction to reserve its offsets (``_start_reserved``).
+        self._reserving: asyncio.Future[None] | None = None
+        self._failed: asyncio.Future[None] | None = None
         self._stopping = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -182,6 +233,7 @@ class OrderRouter:
         self._loop_thread = 0
         self._copartitioned = False
         self._committing = asyncio.Lock()
+        self._last_offsets: list[tuple[str, int, int, int]] | None = None
         self._listeners: list[Callable[[OrderEvent], None]] = []
         self.streams = streams or {}
         #: Trade ids each open order's fills were published with (a stream may repeat itself).
@@ -195,9 +247,11 @@ class OrderRouter:
     def start_kafka(self) -> None:
         """Fence any previous incarnation, read the order state back, subscribe to commands."""
         s = self.settings
+        # Delivery reports for failed records only: a committed transaction is the proof of delivery,
+        # and a report per record costs a trip into Python (holding the GIL) inside commit_transaction.
         self.producer = Producer({**self.kafka.client_config(), "transactional.id": f"{s.group_id}.{s.instance_id}",
                                   "enable.idempotence": True, "acks": "all", "linger.ms": 1,
-                                  "transaction.timeout.ms": 60_000})  # fmt: skip
+                                  "transaction.timeout.ms": 60_000, "delivery.report.only.error": True})  # fmt: skip
         self.producer.init_transactions(30)  # aborts what the previous incarnation left open
         for state in self._load_state():
             self.book.put(state)
@@ -250,10 +304,15 @@ class OrderRouter:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = []
-        for tp in partitions:
-            _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            self._recovery_until[(tp.topic, tp.partition)] = high
-            keys.append((tp.topic, tp.partition))
+        committed = consumer.committed(partitions, timeout=10)
+        for tp, done in zip(partitions, committed, strict=True):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            base = done.offset if done.offset >= 0 else low
+            # What a previous owner may have sent: below its reservation (or, from a router that
+            # reserved nothing, anything up to the partition's end).
+            previous = _reservation(done.metadata)
+            self._recovery_until[(tp.topic, tp.partition)] = min(high, previous) if previous is not None else high
+            keys.append(((tp.topic, tp.partition), base, max(base, previous or base)))
         # Orders of these partitions may have been answered by another router since this one read
         # the state: read it again (the state topic is partitioned like the commands, by order id).
         numbers = {tp.partition for tp in partitions} if self._copartitioned else None
@@ -262,9 +321,9 @@ class OrderRouter:
         log.warning("command partitions assigned: %s (%d order states read)", [tp.partition for tp in partitions],
                  len(states))  # fmt: skip
 
-    def _assigned(self, keys: list[tuple[str, int]], states: list[OrderState]) -> None:
-        for key in keys:
-            self._partitions.setdefault(key, _Partition())
+    def _assigned(self, keys: list[tuple[tuple[str, int], int, int]], states: list[OrderState]) -> None:
+        for key, base, reserved in keys:
+            self._partitions.setdefault(key, _Partition(base, reserved))
         for state in states:
             current = self.book.get(state.order_id)
             if current is None or state.updated_ts > current.updated_ts:
@@ -288,6 +347,9 @@ class OrderRouter:
             log.warning("partitions %s handed over unfinished: %r", [k[1] for k in keys], exc)
 
     async def _hand_over(self, keys: list[tuple[str, int]]) -> None:
+        for key in keys:
+            if (part := self._partitions.get(key)) is not None:
+                part.closing = True
         deadline = time.monotonic() + HAND_OVER
         while time.monotonic() < deadline and any(
             (part := self._partitions.get(key)) is not None and part.offsets for key in keys
@@ -306,18 +368,26 @@ class OrderRouter:
         reconciler = asyncio.create_task(self._reconcile_loop())
         streams_stop = asyncio.Event()
         streams = [asyncio.create_task(self._follow(key, stream, streams_stop)) for key, stream in self.streams.items()]
+        # Set when consuming cannot go on safely (the consumer failed, or commands could not be
+        # reserved): nothing more is fetched, and the router stops with that error once what runs
+        # is answered and committed. A restart carries on from the committed offsets.
+        failed = self._failed = self._loop.create_future()
+        fetcher = threading.Thread(target=self._fetch_forever, name="router-consumer", daemon=True)
+        fetcher.start()
         try:
-            while not stop.is_set():
-                await self._room.wait()
-                messages = await asyncio.to_thread(self._fetch)
-                consumed_at = time.perf_counter()
-                for msg in messages:
-                    if msg.error():
-                        if msg.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("command consumer: %s", msg.error())
-                        continue
-                    self._start(msg, consumed_at)
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([stopped, failed, committer], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if failed.done():
+                failed.result()  # raised here: the router stops
+            if committer.done():
+                committer.result()  # transactions keep failing: the router stops
         finally:
+            self._fetch_stop.set()
+            self._taken.set()
+            await asyncio.to_thread(fetcher.join)
+            if self._reserving is not None:
+                await asyncio.wait([self._reserving])
             self._stopping = True
             streams_stop.set()
             if streams:
@@ -330,6 +400,84 @@ class OrderRouter:
                 await committer
             await self._commit_now()
             self.consumer.close()
+
+    def _fetch_forever(self) -> None:
+        """The consumer's own thread: fetch while there is room, hand each batch to the loop, and
+        wait until the loop has taken it (the loop starts its commands in the order fetched; a
+        rebalance callback, which runs in here, hands its changes over between two batches).
+        One thread for the router's life, instead of one executor job per fetch: at a few
+        hundred commands a second a fetch is often a single command."""
+        loop = self._loop
+        assert loop is not None
+        try:
+            while not self._fetch_stop.is_set():
+                if not self._fetch_room.wait(0.05):
+                    continue
+                messages = self._fetch()
+                if not messages:
+                    continue
+                self._taken.clear()
+                loop.call_soon_threadsafe(self._take, messages)
+                self._taken.wait()
+        except Exception as exc:  # the consumer is unusable: the router must stop, loudly
+            loop.call_soon_threadsafe(self._stop_consuming, exc)
+
+    def _take(self, messages: list[Message]) -> None:
+        consumed_at = time.perf_counter()
+        commands, reserve = [], False
+        try:
+            for msg in messages:
+                if (error := msg.error()) is not None:
+                    if error.fatal() or error.code() == KafkaError._FATAL:  # fenced (same instance id), or worse
+                        self._stop_consuming(KafkaException(error))
+                        break
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("command consumer: %s", error)
+                    continue
+                key, offset = (msg.topic(), msg.partition()), msg.offset()
+                part = self._partitions.get(key)
+                if part is None:  # not assigned through _on_assign (never expected): nothing reserved
+                    part = self._partitions[key] = _Partition(offset, offset)
+                part.fetched = max(part.fetched, offset + 1)
+                reserve = reserve or offset >= part.reserved
+                commands.append((msg, part))
+        except BaseException:
+            self._taken.set()
+            raise
+        if reserve:  # beyond the reservation: a transaction reserves further before any starts
+            self._reserving = asyncio.ensure_future(self._start_reserved(commands, consumed_at))
+            return
+        for msg, part in commands:
+            self._start(msg, part, consumed_at)
+        self._taken.set()
+
+    async def _start_reserved(self, commands: list[tuple[Message, _Partition]], consumed_at: float) -> None:
+        try:
+            for attempt in range(50):
+                await self._commit_now()
+                if all(msg.offset() < part.reserved for msg, part in commands):
+                    break
+                await asyncio.sleep(min(0.01 * 2**attempt, 1.0))  # an aborted transaction reserved nothing
+            else:
+                raise RuntimeError("no transaction could reserve the commands fetched")
+            for msg, part in commands:
+                self._start(msg, part, consumed_at)
+        except BaseException as exc:
+            # None of these commands started; none after them may (their offsets would be
+            # committed past these).
+            self._stop_consuming(exc)
+            raise
+        finally:
+            self._reserving = None
+            self._taken.set()
+
+    def _stop_consuming(self, exc: BaseException) -> None:
+        """Consuming cannot go on safely: fetch nothing more, and stop the router with ``exc``
+        once what runs is answered (``run``)."""
+        log.error("the router stops consuming: %s", exc)
+        self._fetch_stop.set()
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(exc)
 
     def _fetch(self) -> list[Message]:
         """What the consumer has: wait (50 ms at most) for one command, then take whatever else is
@@ -345,24 +493,26 @@ class OrderRouter:
 
     # --- one command --------------------------------------------------------------------------
 
-    def _start(self, msg: Message, consumed_at: float) -> None:
-        key = (msg.topic(), msg.partition())
-        partition = self._partitions.setdefault(key, _Partition())
+    def _start(self, msg: Message, partition: _Partition, consumed_at: float) -> None:
         partition.started(msg.offset())
         task = asyncio.create_task(self._handle(msg, consumed_at, partition))
         self._tasks.add(task)
         self.stats.in_flight = len(self._tasks)
         if len(self._tasks) >= MAX_IN_FLIGHT:
-            self._room.clear()
+            self._fetch_room.clear()
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         self.stats.in_flight = len(self._tasks)
-        if len(self._tasks) < MAX_IN_FLIGHT:
-            self._room.set()
+        if len(self._tasks) <= RESUME_AT and not self._fetch_room.is_set():
+            self._fetch_room.set()
 
     async def _handle(self, msg: Message, consumed_at: float, partition: _Partition) -> None:
+        self.stats.queued.append(time.perf_counter() - consumed_at)
+        kind, produced_ms = msg.timestamp()
+        if kind == TIMESTAMP_CREATE_TIME:
+            self.stats.delivery.append(time.time() - produced_ms / 1000)
         try:
             try:
                 command = self.codec.decode_typed(msg.value())
@@ -431,6 +581,7 @@ class OrderRouter:
         client = self.clients[(command.account, command.venue)]
         symbol = instrument.venue_symbol
         if recovering:  # a previous incarnation may have sent it: ask before sending
+            self.stats.recovery_queries += 1
             found = await self._ask(lambda: client.query(symbol, cid))
             if found is not None:
                 self.stats.recovered_by_query += 1
@@ -504,6 +655,8 @@ class OrderRouter:
             same = await self._ask(lambda: client.query(symbol, state.client_order_id))
             return same if same is not None and same.price == price and same.size == size else None
 
+        if recovering:
+            self.stats.recovery_queries += 1
         if recovering and (done := await amended_already()) is not None:
             self._answer(command, with_venue(state, done, command.command_id), OrderStatus.AMENDED, done)
             return
@@ -632,8 +785,8 @@ class OrderRouter:
             self.book.put(state)
             self._outbox.append((self.settings.state_topic, state))
             early = self._early.pop((state.account, state.venue, state.client_order_id), None) if self._early else None
-            for _, update in early or ():
-                self._spawn(self._apply_update(state.order_id, update))
+            for _, update in early or ():  # the caller holds the order's lock (or nobody does)
+                self._apply_now(state.order_id, update)
         for listener in self._listeners:
             listener(evt)
 
@@ -657,9 +810,20 @@ class OrderRouter:
             await asyncio.sleep(interval)
             await self._commit_now()
 
-    def _offsets(self) -> list[TopicPartition]:
-        return [TopicPartition(topic, p, part.commit) for (topic, p), part in self._partitions.items()
-                if part.commit is not None]  # fmt: skip
+    def _offsets(self) -> list[tuple[TopicPartition, _Partition, int]]:
+        """Each partition's offset to commit, with its reservation in the metadata: ``reserve_ahead``
+        past the last command fetched (never less than already reserved); when the partition is
+        being handed over or the router stops, just the last fetched (nothing more will start)."""
+        ahead = self.settings.reserve_ahead
+        offsets = []
+        for (topic, number), part in self._partitions.items():
+            offset = part.commit if part.commit is not None else part.base
+            if part.closing or self._stopping:
+                reserve = max(offset, part.fetched)
+            else:
+                reserve = max(part.reserved, part.fetched + ahead)
+            offsets.append((TopicPartition(topic, number, offset, metadata=f"{RESERVED}{reserve}"), part, reserve))
+        return offsets
 
     def _coalesced(self, outbox: list[tuple[str, Event]]) -> list[tuple[str, Event]]:
         """The outbox with, on the compacted topics (order state, balances), only the last record
@@ -677,6 +841,14 @@ class OrderRouter:
 
     def take_outbox(self) -> list[tuple[str, Event]]:
         """What the next transaction would commit, taken out (tests run the router without Kafka)."""
+        if self._balances:
+            topic = self.settings.balances_topic
+            self._outbox.extend(
+                (topic, Balance(account=account, venue=venue, asset=asset, free=update.free, locked=update.locked,
+                                exchange_ts=update.exchange_ts, event_ts=event_ts))
+                for (account, venue, asset), (update, event_ts) in self._balances.items()
+            )  # fmt: skip
+            self._balances = {}
         taken, self._outbox = self._outbox, []
         return taken
 
@@ -689,13 +861,19 @@ class OrderRouter:
             (topic, *self.codec.encode_keyed(item, topic)) for topic, item in self._coalesced(self.take_outbox())
         ]
         offsets = self._offsets()
-        if not records and offsets == getattr(self, "_last_offsets", None):
+        summary = [(tp.topic, tp.partition, tp.offset, reserve) for tp, _, reserve in offsets]
+        if not records and summary == self._last_offsets:
             return
-        await asyncio.to_thread(self._transaction, records, offsets)
-        self._last_offsets = offsets
+        with_offsets = await asyncio.to_thread(self._transaction, records, [tp for tp, _, _ in offsets])
+        if with_offsets:
+            self._last_offsets = summary
+            for _, part, reserve in offsets:
+                part.reserved = reserve
         self.stats.transactions += 1
 
-    def _transaction(self, records: list[tuple[str, str, bytes]], offsets: list[TopicPartition]) -> None:
+    def _transaction(self, records: list[tuple[str, str, bytes]], offsets: list[TopicPartition]) -> bool:
+        """Commit ``records`` and ``offsets`` in one transaction; whether the offsets were in it
+        (an aborted attempt is retried without them)."""
         producer, consumer = self.producer, self.consumer
         assert producer is not None and consumer is not None
         failures = 0
@@ -712,7 +890,7 @@ class OrderRouter:
                 if offsets:
                     producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
                 producer.commit_transaction(30)
-                return
+                return bool(offsets)
             except KafkaException as exc:
                 error = exc.args[0]
                 failures += 1
@@ -745,12 +923,17 @@ class OrderRouter:
                 self.stats.stream_unmatched += 1
                 self._early[(account, venue, update.order.client_order_id)].append((time.monotonic(), update))
                 return
-            self._spawn(self._apply_update(state.order_id, update))
+            lock = self._locks.get(state.order_id)
+            if lock is None or not lock.locked():
+                self._apply_now(state.order_id, update)  # nobody works on the order: no task needed
+            else:
+                self._spawn(self._apply_update(state.order_id, update))
 
         def on_balance(update: BalanceUpdate) -> None:
-            balance = Balance(account=account, venue=venue, asset=update.asset, free=update.free,
-                              locked=update.locked, exchange_ts=update.exchange_ts, event_ts=now_us())  # fmt: skip
-            self._outbox.append((self.settings.balances_topic, balance))
+            # Only the latest balance of an asset is kept until the next transaction (the topic is
+            # compacted, and a burst of fills reports the same asset many times over): its record
+            # is made then.
+            self._balances[(account, venue, update.asset)] = (update, now_us())
 
         def on_connected() -> None:
             self._spawn(self.reconcile(only=key))
@@ -763,28 +946,34 @@ class OrderRouter:
         task.add_done_callback(self._background.discard)
 
     async def _apply_update(self, order_id: str, update: OrderUpdate) -> None:
+        """A stream report about an order a command works on: after that command."""
         async with self._locks.setdefault(order_id, asyncio.Lock()):
-            state = self.book.get(order_id)
-            if state is None or state.client_order_id != update.order.client_order_id:
-                return  # an order since replaced (a cancel-replace's old half)
-            order, fill = update.order, update.fill
-            if fill is not None:
-                seen = self._trades.setdefault(order_id, set())
-                if fill.trade_id is not None and fill.trade_id in seen:
-                    return
-                if fill.trade_id is None and order.filled_size <= state.filled_size:
-                    return  # a cumulative report (Coinbase) of what is already counted
-                if fill.trade_id is not None:
-                    seen.add(fill.trade_id)
-                updated = merge(state, order)
-                self.stats.stream_fills += 1
-                self._publish(event(updated, order.status, command_id=None, exchange_ts=order.exchange_ts,
-                                    fill=fill), updated)  # fmt: skip
-            elif not order.open and state.open and order.filled_size >= state.filled_size:
-                updated = merge(state, order)  # canceled or expired at the venue's initiative
-                self._publish(event(updated, order.status, command_id=None, exchange_ts=order.exchange_ts), updated)
-            if not order.open:
-                self._trades.pop(order_id, None)
+            self._apply_now(order_id, update)
+
+    def _apply_now(self, order_id: str, update: OrderUpdate) -> None:
+        """A stream report, applied to the order's state now: by whoever holds the order's lock,
+        or when nobody does."""
+        state = self.book.get(order_id)
+        if state is None or state.client_order_id != update.order.client_order_id:
+            return  # an order since replaced (a cancel-replace's old half)
+        order, fill = update.order, update.fill
+        if fill is not None:
+            seen = self._trades.setdefault(order_id, set())
+            if fill.trade_id is not None and fill.trade_id in seen:
+                return
+            if fill.trade_id is None and order.filled_size <= state.filled_size:
+                return  # a cumulative report (Coinbase) of what is already counted
+            if fill.trade_id is not None:
+                seen.add(fill.trade_id)
+            updated = merge(state, order)
+            self.stats.stream_fills += 1
+            self._publish(event(updated, order.status, command_id=None, exchange_ts=order.exchange_ts,
+                                fill=fill), updated)  # fmt: skip
+        elif not order.open and state.open and order.filled_size >= state.filled_size:
+            updated = merge(state, order)  # canceled or expired at the venue's initiative
+            self._publish(event(updated, order.status, command_id=None, exchange_ts=order.exchange_ts), updated)
+        if not order.open:
+            self._trades.pop(order_id, None)
 
     # --- reconciliation -----------------------------------------------------------------------
 

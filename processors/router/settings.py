@@ -135,6 +135,12 @@ class RouterSettings(BaseSettings):
     max_command_age: float = 300.0
     #: Milliseconds between two transactions (events, state and offsets committed together).
     commit_interval_ms: int = Field(20, ge=1)
+    #: Commands per partition the router may start beyond those its last transaction reserved.
+    #: Each transaction reserves this many past the last command fetched (in the offsets'
+    #: metadata), and a command beyond the reservation waits for the next one; after a crash the
+    #: next router asks the venue only about the creates below the reservation, not about a whole
+    #: backlog.
+    reserve_ahead: int = Field(500, ge=1)
     #: Seconds between two reconciliations of open orders with the venues (fills, expiries).
     reconcile_interval: float = 5.0
     #: How long to keep asking the venue about an order whose create had an unknown outcome,

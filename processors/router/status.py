@@ -10,6 +10,7 @@ secret is ever part of it (clients and streams expose counters only). ``/status`
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -23,15 +24,21 @@ def _percentile(ordered: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
+def _milliseconds(samples: Iterable[float], *, extremes: bool = False) -> dict[str, float | int | None]:
+    """p50 and p99 of samples in seconds, in milliseconds (``extremes``: also the max and the count)."""
+    ordered = sorted(samples)
+    summary = {name: _percentile(ordered, q) for name, q in (("p50", 0.5), ("p99", 0.99))}
+    if extremes:
+        summary["max"] = ordered[-1] if ordered else None
+    result: dict[str, float | int | None] = {k: (round(v * 1000, 3) if v is not None else None)
+                                             for k, v in summary.items()}  # fmt: skip
+    if extremes:
+        result["samples"] = len(ordered)
+    return result
+
+
 def status(router: OrderRouter) -> dict[str, Any]:
     stats = router.stats
-    ordered = sorted(stats.send_latency)
-    latency = {name: (round(v * 1000, 3) if v is not None else None)
-               for name, v in (("p50", _percentile(ordered, 0.5)), ("p99", _percentile(ordered, 0.99)),
-                               ("max", ordered[-1] if ordered else None))}  # fmt: skip
-    waits = sorted(stats.venue_wait)
-    venue_wait = {name: (round(v * 1000, 3) if v is not None else None)
-                  for name, v in (("p50", _percentile(waits, 0.5)), ("p99", _percentile(waits, 0.99)))}  # fmt: skip
     venues = []
     for (account, venue), client in router.clients.items():
         http = getattr(client, "http", None)
@@ -56,6 +63,7 @@ def status(router: OrderRouter) -> dict[str, Any]:
         "repeats_skipped": stats.repeats_skipped,
         "unknown_outcomes": stats.unknown_outcomes,
         "found_by_query": stats.recovered_by_query,
+        "recovery_queries": stats.recovery_queries,
         "dead_letters": stats.dead_letters,
         "internal_errors": stats.internal_errors,
         "transactions": stats.transactions,
@@ -63,8 +71,10 @@ def status(router: OrderRouter) -> dict[str, Any]:
         "stream_fills": stats.stream_fills,
         "open_orders": len(router.book.open_orders()),
         "quotes_read": router.market.quotes_read,
-        "overhead_ms": {**latency, "samples": len(ordered)},
-        "venue_wait_ms": venue_wait,
+        "overhead_ms": _milliseconds(stats.send_latency, extremes=True),
+        "queued_ms": _milliseconds(stats.queued),
+        "venue_wait_ms": _milliseconds(stats.venue_wait),
+        "delivery_ms": _milliseconds(stats.delivery),
         "kill_switches": [
             {"scope": s.scope, "reason": s.reason, "set_by": s.set_by} for s in router.market.engaged_switches()
         ],

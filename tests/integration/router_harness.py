@@ -25,7 +25,8 @@ from simulator.faults import Faults
 from simulator.trading import Account, BinanceKey, TradingConfig
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
-from tickflow.events import CreateOrder, MarketType, OrderEvent, OrderType, Side, TimeInForce
+from tickflow.events import CreateOrder, MarketType, OrderEvent, OrderStatus, OrderType, Side, TimeInForce
+from tickflow.producer import EventProducer
 
 VENUE = "binance-spot"
 #: The account's credentials: made up per run, handed to the router through the environment only.
@@ -229,6 +230,25 @@ def read_events(settings: Settings, codec: AvroCodec, topic: str, kind: type = O
         return events
     finally:
         consumer.close()
+
+
+def send_commands(settings: Settings, codec: AvroCodec, topic: str, commands: list) -> None:
+    with EventProducer(settings.kafka, codec) as producer:
+        for command in commands:
+            producer.send(topic, command)
+
+
+def wait_answered(settings: Settings, codec: AvroCodec, topic: str, commands: list, timeout: float = 120.0,
+                  every: float = 1.0) -> list:  # fmt: skip
+    """The event topic's events once every one of ``commands`` has its answer (any status but
+    UNKNOWN_OUTCOME), or when ``timeout`` has passed (the caller's assertions then tell what is missing)."""
+    wanted, deadline = {c.command_id for c in commands}, time.monotonic() + timeout
+    while True:
+        events = read_events(settings, codec, topic)
+        answered = {e.command_id for e in events if e.status is not OrderStatus.UNKNOWN_OUTCOME}
+        if wanted <= answered or time.monotonic() > deadline:
+            return events
+        time.sleep(every)
 
 
 _numbers = iter(range(1, 10**9))

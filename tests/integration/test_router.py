@@ -25,7 +25,9 @@ from tests.integration.router_harness import (
     SimulatedVenue,
     create,
     read_events,
+    send_commands,
     size_for,
+    wait_answered,
 )
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
@@ -177,14 +179,8 @@ def test_kill_9_at_random_points_never_duplicates_or_loses_an_order(
                 router.kill()
                 router.start()
             sender.join()
-            deadline = time.monotonic() + 120
             wanted = {c.command_id for c in commands}  # type: ignore[attr-defined]
-            while True:  # until every command is answered
-                events = read_events(settings, codec, topics.events)
-                answered = {e.command_id for e in events if e.status is not OrderStatus.UNKNOWN_OUTCOME}
-                if wanted <= answered or time.monotonic() > deadline:
-                    break
-                time.sleep(2)
+            events = wait_answered(settings, codec, topics.events, commands, every=2)
         finally:
             router.stop()
         assert router.kills >= 3
@@ -256,13 +252,7 @@ def test_two_routers_share_the_commands_and_the_survivor_takes_over_a_killed_one
                     if n == 60:
                         first.kill()  # for good: its partitions go to the other after the session timeout
             wanted = {c.command_id for c in commands}
-            deadline = time.monotonic() + 120
-            while True:
-                events = read_events(settings, codec, topics.events)
-                answered = {e.command_id for e in events if e.status is not OrderStatus.UNKNOWN_OUTCOME}
-                if wanted <= answered or time.monotonic() > deadline:
-                    break
-                time.sleep(2)
+            events = wait_answered(settings, codec, topics.events, commands, every=2)
         finally:
             first.stop()
             second.stop()
@@ -274,3 +264,86 @@ def test_two_routers_share_the_commands_and_the_survivor_takes_over_a_killed_one
             assert len(orders.get(client_order_id(command.command_id), [])) == 1
         log = second.log.read_text()
         assert log.count("command partitions assigned") >= 2  # its own share, then the dead one's too
+
+
+def test_a_router_restarted_on_a_backlog_asks_the_venue_only_about_what_its_predecessor_reserved(
+    settings: Settings, codec: AvroCodec, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """Each transaction reserves ``reserve_ahead`` commands per partition past the last fetched,
+    and no command beyond the reservation starts: after a kill -9, the next router asks the venue
+    about the creates below its predecessor's reservation only, not about the whole backlog that
+    piled up meanwhile (a venue's query weight would run out on a large one). Still one order per
+    create, one answer per command."""
+    import json
+    import urllib.request
+
+    from tests.integration.processors_worker import free_port
+
+    topics = RouterTopics.make(new_topic)  # 3 partitions
+    ahead, port = 10, free_port()
+    with SimulatedVenue() as venue:
+        router = RouterProcess.configure(settings, tmp_path, topics, venue, reserve_ahead=ahead, status_port=port)
+        symbol, bid, _, tick, step = venue.top()
+
+        def ioc(tag: str) -> object:
+            return create(symbol, Side.BUY, bid - 30 * tick, size_for(bid, step), tif=TimeInForce.IOC, tag=tag)
+
+        first = [ioc("before") for _ in range(30)]
+        router.start()
+        try:
+            send_commands(settings, codec, topics.commands, first)
+            wait_answered(settings, codec, topics.events, first)
+            time.sleep(0.5)  # its transactions since have reserved past the last command fetched
+            router.kill()
+            backlog = [ioc("backlog") for _ in range(300)]
+            send_commands(settings, codec, topics.commands, backlog)
+            router.start()
+            events = wait_answered(settings, codec, topics.events, first + backlog)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as response:
+                status = json.load(response)
+        finally:
+            router.stop()
+        orders = venue.orders_by_client_id()
+
+    answers = Counter(e.command_id for e in events if e.command_id and e.status is not OrderStatus.UNKNOWN_OUTCOME)
+    assert set(answers) == {c.command_id for c in first + backlog} and max(answers.values()) == 1
+    assert all(len(orders.get(client_order_id(c.command_id), [])) == 1 for c in first + backlog)
+    # Below the reservation: at most ``ahead`` commands of each of the 3 partitions (each partition
+    # got more than that of the backlog); without it, every one of the 300 would have been asked.
+    assert 0 < status["recovery_queries"] <= 3 * ahead, status["recovery_queries"]
+
+
+def test_a_router_fenced_by_a_newer_incarnation_stops_and_the_newer_one_answers_everything(
+    settings: Settings, codec: AvroCodec, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A second router started with the same instance id (a restart that overlaps the old
+    process) fences the first: the first's transactions fail for good, and it must stop rather
+    than run on sending orders whose answers it can never commit. The newer one answers every
+    command exactly once."""
+    topics = RouterTopics.make(new_topic)
+    with SimulatedVenue() as venue:
+        first = RouterProcess.configure(settings, tmp_path, topics, venue)
+        second = RouterProcess(settings, first.config, tmp_path / "router-second.log")
+        symbol, bid, _, tick, step = venue.top()
+        commands = [create(symbol, Side.BUY, bid - 30 * tick, size_for(bid, step), tif=TimeInForce.IOC, tag="f")
+                    for _ in range(40)]  # fmt: skip
+
+        first.start()
+        try:
+            send_commands(settings, codec, topics.commands, commands[:20])
+            wait_answered(settings, codec, topics.events, commands[:20], timeout=60)
+            second.start()
+            assert first.process is not None
+            code = first.process.wait(60)  # fenced: it stops by itself
+            assert code != 0
+            send_commands(settings, codec, topics.commands, commands[20:])
+            events = wait_answered(settings, codec, topics.events, commands, timeout=90)
+        finally:
+            first.stop()
+            second.stop()
+        orders = venue.orders_by_client_id()
+    answers = Counter(e.command_id for e in events if e.command_id and e.status is not OrderStatus.UNKNOWN_OUTCOME)
+
+    assert set(answers) == {c.command_id for c in commands} and max(answers.values()) == 1
+    assert all(len(orders.get(client_order_id(c.command_id), [])) == 1 for c in commands)
+    assert "fenced" in first.log.read_text().lower()
