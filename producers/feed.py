@@ -34,7 +34,7 @@ from producers.connection import Backoff, WebSocketSession, now_us
 from producers.rate_limit import RequestPacer, WeightedRateLimiter
 from producers.recordings import CaptureWriter
 from producers.rest import RestClient, shared_limiter, shared_pacer
-from producers.stream import Control, EventSink, StreamCounters
+from producers.stream import Control, EventSink, StreamCounters, reconnect_detail
 from producers.subscriptions import SubscriptionManager, SubState, WsProtocol
 from producers.watchdog import TrafficWatchdog
 from tickflow import topics
@@ -284,7 +284,8 @@ class FeedConnection:
         self.stale_snapshots: dict[str, int] = {}
         self._deferred: set[str] = set()  # books waiting for their channel to be subscribed
         self._resync_keys: list[str] = []  # book channels to subscribe again (in-stream snapshots)
-        self._first_connect = True
+        #: WebSockets opened so far (the raw topic's ``connection_number``: a new stream).
+        self.connection_number = 0
         self._wake = asyncio.Event()
         self._raw_topic = topics.raw_topic(venue.name)
         self._capture: CaptureWriter | None = None
@@ -294,7 +295,8 @@ class FeedConnection:
     def _on_frame(self, frame: bytes, receive_ts: int) -> None:
         if self.feed.options.capture_raw:
             self.feed.sink.send(self._raw_topic, RawFrame(venue=self.feed.venue.name, connection_id=self.connection_id,
-                                receive_ts=receive_ts, payload=frame.decode("utf-8", "replace")))  # fmt: skip
+                                connection_number=self.connection_number, receive_ts=receive_ts,
+                                payload=frame.decode("utf-8", "replace")))  # fmt: skip
         if self._capture is not None:
             self._capture.frame(receive_ts, frame.decode("utf-8", "replace"))
         result = self.stream.on_frame(frame, receive_ts)
@@ -317,9 +319,8 @@ class FeedConnection:
             self._deferred.clear()
             self._resync_keys.clear()
             self._open_capture()
-            detail = "first connection" if self._first_connect else "reconnected: data may have been missed"
-            self.stream.invalidate(BookResetReason.RECONNECT, detail, now_us())
-            self._first_connect = False
+            self.connection_number += 1
+            self.stream.invalidate(BookResetReason.RECONNECT, reconnect_detail(self.connection_number), now_us())
         elif state in (ConnectorState.DISCONNECTED, ConnectorState.STOPPED):
             self.close_capture()
 

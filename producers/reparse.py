@@ -6,8 +6,10 @@ it back through today's parser, bridge rules and book synchronisation publishes 
 producer would have published then, into fresh topics: each normalized topic under a prefix
 (``tickflow.book`` -> ``<prefix>tickflow.book``), created like the original if missing. Events
 keep the frames' receive times, so a re-parse with unchanged normalizers reproduces the
-original topics' books, trades, best bid/offer and klines record for record (not what the
-producer published about its connections: status changes, the book resets of a reconnect).
+original topics' books, trades, best bid/offer and klines record for record. Each connection
+is re-parsed on its own, as live, and a reconnect (a new ``connection_number`` in the frames)
+resets its books as it did live; those resets are timed at the new connection's first frame,
+and the producer's status changes are not reproduced.
 
 What a raw-frame topic cannot give back: REST responses. Venues whose books start from a REST
 snapshot (Binance) have no snapshot to start from, so their books are not re-published (their
@@ -29,10 +31,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from producers.stream import reconnect_detail
 from producers.venues import VENUES
 from tickflow.consumer import EventConsumer
 from tickflow.errors import ConfigError
-from tickflow.events import Event, RawFrame
+from tickflow.events import BookResetReason, Event, RawFrame
 from tickflow.producer import EventProducer
 
 #: A fresh consumer of the same range (the re-parse reads it twice).
@@ -70,21 +73,30 @@ class _PrefixSink:
         self.result.published[target] += 1
 
 
-def find_symbols(open_range: OpenRange) -> dict[str, list[str]]:
-    """Each venue's symbols, from its frames in the range."""
-    found: dict[str, set[str]] = {}
+@dataclass
+class _Connection:
+    """A connection's stream, and the number of the WebSocket whose frames it reads."""
+
+    stream: Any
+    number: int = 0
+
+
+def find_symbols(open_range: OpenRange) -> dict[tuple[str, str], list[str]]:
+    """Each connection's symbols (by venue and connection id), from its frames in the range."""
+    found: dict[tuple[str, str], set[str]] = {}
     with open_range() as consumer:
         for batch in consumer.batches():
-            texts: dict[str, list[str]] = {}
+            texts: dict[tuple[str, str], list[str]] = {}
             for message in batch:
                 event = consumer.codec.decode(message.value())
                 if isinstance(event, RawFrame):
-                    texts.setdefault(event.venue, []).append(event.payload)
-            for venue, frames in texts.items():
+                    texts.setdefault((event.venue, event.connection_id), []).append(event.payload)
+            for (venue, connection), frames in texts.items():
                 if venue not in VENUES:
                     raise ConfigError(f"frames of venue {venue!r}, which has no normalizer; known: {sorted(VENUES)}")
-                found.setdefault(venue, set()).update(_market_data(venue).capture_symbols("", frames))
-    return {venue: sorted(symbols) for venue, symbols in found.items()}
+                symbols = _market_data(venue).capture_symbols("", frames)
+                found.setdefault((venue, connection), set()).update(symbols)
+    return {where: sorted(symbols) for where, symbols in found.items()}
 
 
 @cache
@@ -105,23 +117,33 @@ def reparse(
         raise ConfigError("a re-parse needs a prefix for its topics (they must not be the originals)")
     result = ReparseResult()
     started = time.monotonic()
-    result.symbols = find_symbols(open_range)
+    symbols = find_symbols(open_range)
+    for (venue, _), names in symbols.items():
+        result.symbols[venue] = sorted({*result.symbols.get(venue, []), *names})
     sink = _PrefixSink(producer, prefix, result, ensure)
-    streams = {}
-    for venue, symbols in result.symbols.items():
-        streams[venue] = _market_data(venue).make_stream(symbols, sink, lambda symbol: None, {})
+    # One stream per connection, as live: each numbers its messages itself (Coinbase's
+    # ``sequence_num``), and a reconnect (a new ``connection_number``) restarts its books.
+    streams: dict[tuple[str, str], _Connection] = {}
+    for (venue, connection), names in symbols.items():
+        stream = _market_data(venue).make_stream(names, sink, lambda symbol: None, {})
+        streams[(venue, connection)] = _Connection(stream)
     with open_range() as consumer:
         for record in consumer:
             frame = record.event
             if not isinstance(frame, RawFrame):
                 continue
-            streams[frame.venue].on_frame(frame.payload.encode(), frame.receive_ts)
+            connection = streams[(frame.venue, frame.connection_id)]
+            if frame.connection_number != connection.number:
+                connection.number = frame.connection_number
+                connection.stream.invalidate(BookResetReason.RECONNECT, reconnect_detail(frame.connection_number),
+                                             frame.receive_ts)  # fmt: skip
+            connection.stream.on_frame(frame.payload.encode(), frame.receive_ts)
             result.frames += 1
             if progress is not None and result.frames % 1000 == 0:
                 progress(result.frames)
-    for venue, stream in streams.items():
-        result.malformed_frames += stream.counters.malformed_frames
-        for sync in stream.syncs.values():
+    for (venue, _), connection in streams.items():
+        result.malformed_frames += connection.stream.counters.malformed_frames
+        for sync in connection.stream.syncs.values():
             if sync.state.value != "live":
                 result.waiting_for_snapshot[venue] += sync.counters.diffs
     producer.flush(60)

@@ -50,3 +50,9 @@ class StreamCounters:
         self.malformed_frames += 1
         self.last_error = reason
         log.warning("skipped malformed frame: %s", reason)
+
+
+def reconnect_detail(connection_number: int) -> str:
+    """What the book resets of a connection's ``connection_number``-th WebSocket say (live, and
+    when a raw-frame topic is re-parsed)."""
+    return "first connection" if connection_number <= 1 else "reconnected: data may have been missed"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from simulator.binance import BinanceSynthetic
 from simulator.coinbase import CoinbaseSynthetic
+from simulator.faults import Faults
 from tests.integration.processors_worker import RoutedSink
 from tickflow import topics
 from tickflow.admin import admin_client
@@ -21,7 +22,7 @@ from tickflow.cli import app
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
 from tickflow.consumer import EndAt, EventConsumer
-from tickflow.events import BookUpdate, Trade
+from tickflow.events import BookReset, BookResetReason, BookUpdate, BookUpdateKind, Trade
 from tickflow.producer import EventProducer
 
 
@@ -98,6 +99,22 @@ def test_a_coinbase_raw_topic_reparses_into_the_same_books_and_trades(
     assert len(live_book) > 300 and again_book == live_book
     live_trades = events(settings, codec, route[topics.TRADES], Trade)
     assert len(live_trades) > 50 and events(settings, codec, prefix + topics.TRADES, Trade) == live_trades
+
+
+def test_a_reconnect_in_the_raw_topic_restarts_the_books_as_it_did_live(
+    settings: Settings, codec: AvroCodec, live_then_again: Callable[[str, Any], tuple[dict[str, str], str, dict]]
+) -> None:
+    # Each connection numbers its messages from the start again: read as one stream, the new
+    # connection's frames would pass for duplicates, and its later deltas would go onto the old
+    # connection's books.
+    sim = CoinbaseSynthetic(symbols=3, seed=4, rate=300, faults=Faults(drop_connections_every=1.8))
+    route, prefix, summary = live_then_again("coinbase", sim)
+    assert summary["malformed_frames"] == 0 and not summary["waiting_for_snapshot"]
+    live_book = events(settings, codec, route[topics.BOOK], BookUpdate)
+    assert sum(1 for u in live_book if u.kind is BookUpdateKind.SNAPSHOT) >= 6  # 3 books, then again after a cut
+    assert events(settings, codec, prefix + topics.BOOK, BookUpdate) == live_book
+    resets = events(settings, codec, prefix + topics.BOOK, BookReset)
+    assert {r.reason for r in resets} == {BookResetReason.RECONNECT} and len(resets) >= 3
 
 
 def test_a_binance_raw_topic_reparses_trades_and_says_books_need_snapshots(

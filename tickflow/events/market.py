@@ -111,6 +111,8 @@ class RawFrame(Event, kw_only=True):
     key_fields = ("venue", "connection_id")
     venue: str
     connection_id: str
+    #: 1 for the connection's first WebSocket, one more after each reconnect (0: not recorded).
+    connection_number: int = 0
     receive_ts: int
     payload: str
 
