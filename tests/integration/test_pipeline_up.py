@@ -69,6 +69,18 @@ def get(url: str) -> str:
         return response.read().decode()
 
 
+def get_until(url: str, wanted: str, timeout: float) -> str:
+    """The page at ``url`` once it contains ``wanted`` (a worker reports a book live only once
+    it has read the book's snapshot: later than the topic shows it, on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while wanted not in (page := get(url)):
+        if time.monotonic() > deadline:
+            shown = [line for line in page.splitlines() if wanted.split("{")[0] in line]
+            raise AssertionError(f"no {wanted!r} in {timeout:.0f}s; instead: {shown}")
+        time.sleep(0.5)
+    return page
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -126,14 +138,14 @@ def test_the_pipeline_runs_end_to_end_and_its_numbers_move(pipeline_env: tuple[d
         assert 'tickflow_producer_events_total{venue="coinbase"}' in producer_metrics
         assert 'tickflow_producer_book_live{symbol="BTCUSDT",venue="binance-spot"} 1.0' in producer_metrics
         assert 'quantile="0.99",stage="rtt"' in producer_metrics  # librdkafka's windows, every 5 s
-        worker_metrics = get(f"http://127.0.0.1:{config_data['worker_port']}/metrics")
+        book_live = 'tickflow_worker_book_health{symbol="BTC-USD",venue="coinbase"} 1.0'
+        worker_metrics = get_until(f"http://127.0.0.1:{config_data['worker_port']}/metrics", book_live, 60)
         assert "tickflow_worker_books_records_total" in worker_metrics
         count = next(
             line for line in worker_metrics.splitlines() if line.startswith("tickflow_worker_bbo_latency_seconds_count")
         )
         assert float(count.split()[-1]) > 0  # the latency histogram is fed
         assert 'tickflow_worker_lag_records{agent="books",' in worker_metrics
-        assert 'tickflow_worker_book_health{symbol="BTC-USD",venue="coinbase"} 1.0' in worker_metrics
         # The order router runs with the local account: `tickflow order` places an order and cancels it.
         assert later["router"] is not None and later["router"]["venues"]
         lines_until(proc, lambda s: (s[-1].get("router") or {}).get("quotes_read", 0) > 0, 60)  # the price band's
