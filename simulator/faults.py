@@ -58,7 +58,7 @@ class Faults:
     order_5xx_before_accept_every: int | None = None
     #: Every n-th create is answered 429 (the venue's headers and body) and not executed.
     order_429_every: int | None = None
-    #: Private user streams (Binance listenKey streams, the Coinbase ``user`` channel): every n-th
+    #: Private user streams (Binance's user data streams, the Coinbase ``user`` channel): every n-th
     #: message on a connection is not sent, so a client must reconcile to learn what it said.
     #: Counted per connection; Coinbase's snapshots are not counted (its updates are).
     user_stream_drop_every: int | None = None

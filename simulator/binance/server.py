@@ -5,9 +5,11 @@ WebSocket: ``/stream?streams=a/b`` (combined: ``{"stream":..,"data":..}``), ``/w
 ``SET_PROPERTY`` / ``GET_PROPERTY`` answered ``{"result": .., "id": n}`` or Binance's
 ``{"error": {"code": .., "msg": ..}, "id": n}``; at most 1024 streams and 5 (spot) / 10 (USD-M)
 incoming messages per second per connection, else the connection is closed (1008) as Binance
-does; keepalive pings at Binance's interval; ``/ws/<listenKey>`` is a user data stream when the
-trading API issued that key (``simulator.binance.user_stream``). REST: ``depth`` and ``exchangeInfo`` under
-``/api/v3`` (spot) or ``/fapi/v1`` (USD-M), charged by documented weights against the
+does; keepalive pings at Binance's interval. With a trading API, the user data streams
+(``simulator.binance.user_stream``): spot's WebSocket API on ``/ws-api/v3``
+(``simulator.binance.ws_api``; the only spot way since the listenKey stream was retired on
+2026-02-20), USD-M's ``/ws/<listenKey>`` when the trading API issued that key. REST: ``depth`` and
+``exchangeInfo`` under ``/api/v3`` (spot) or ``/fapi/v1`` (USD-M), charged by documented weights against the
 REQUEST_WEIGHT limit, ``X-MBX-USED-WEIGHT-1M`` on every answer, 429 then 418 with ``Retry-After``.
 """
 
@@ -24,6 +26,7 @@ from websockets.http11 import Response
 
 from simulator.binance import rest
 from simulator.binance.markets import BinanceMarket
+from simulator.binance.ws_api import WS_API_PATH, BinanceWsApi
 from simulator.faults import Faults, SimStats
 from simulator.instruments import Instrument
 from simulator.limits import RequestRate, WeightWindow
@@ -103,15 +106,25 @@ class BinanceServer(VenueServer):
     # --- WebSocket ---------------------------------------------------------------------------
 
     def websocket_path(self, path: str) -> bool:
+        if path == WS_API_PATH:
+            return self._ws_api() is not None
         return path == "/stream" or path == "/ws" or path.startswith("/ws/")
+
+    def _ws_api(self) -> BinanceWsApi | None:
+        """Spot's WebSocket API, when this simulator trades spot (Binance serves it on its own host)."""
+        trading = getattr(self, "trading", None)
+        return trading.user_streams.ws_api if trading is not None else None
 
     async def session(self, connection: ServerConnection, connection_id: int) -> None:
         url = urlparse(connection.request.path if connection.request else "/")
         combined = url.path == "/stream"
+        ws_api = self._ws_api() if url.path == WS_API_PATH else None
+        if ws_api is not None:
+            return await ws_api.serve(connection, connection_id)
         if url.path.startswith("/ws/"):
             names = [n for n in url.path[len("/ws/") :].split("/") if n]
-            # A user data stream (``/ws/<listenKey>``, as Binance serves it on its stream host). A key
-            # that is unknown or closed is just a stream name nobody publishes: a silent connection.
+            # USD-M's user data stream (``/ws/<listenKey>``, as Binance serves it on its stream host). A
+            # key that is unknown or closed is just a stream name nobody publishes: a silent connection.
             trading = getattr(self, "trading", None)
             if len(names) == 1 and trading is not None and trading.user_streams.owns(names[0]):
                 return await trading.user_streams.serve(connection, connection_id, names[0])

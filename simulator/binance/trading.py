@@ -20,7 +20,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
@@ -116,7 +116,8 @@ class BinanceTrading(TradingServer):
         self._digits = None if market.usdm else 8
         from simulator.binance.user_stream import BinanceUserStreams  # it builds on this module
 
-        #: The listenKey endpoints here, and the streams the market-data port serves for them.
+        #: User data streams: spot's over the WebSocket API, USD-M's listenKey endpoints here (both
+        #: streams are served on the market-data port).
         self.user_streams = BinanceUserStreams(self)
 
     # --- routes -------------------------------------------------------------------------------
@@ -212,12 +213,27 @@ class BinanceTrading(TradingServer):
         api_key = request.headers.get("X-MBX-APIKEY")
         if not api_key:
             raise BinanceError(401, -2014, "API-key format invalid.")
-        account = self.engine.accounts.by_binance_key.get(api_key)
-        if account is None or account.binance is None:
-            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        account = self.account_for(api_key)
         query = request.rel_url.raw_query_string  # as sent: the signature is over the encoded text
         params = dict(parse_qsl(body, keep_blank_values=True))
         params.update(parse_qsl(query, keep_blank_values=True))  # the query string wins (documented)
+        self.check_timing(params)
+        signature = params.pop("signature", None)
+        payload = _without_signature(query) + _without_signature(body)
+        self.check_signature(account, payload.encode(), signature)
+        return account, params
+
+    def account_for(self, api_key: str) -> Account:
+        """The account an API key belongs to; -2015 when none does."""
+        account = self.engine.accounts.by_binance_key.get(api_key)
+        if account is None or account.binance is None:
+            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        return account
+
+    def check_timing(self, params: Mapping[str, str]) -> None:
+        """Binance's timing security, for REST and the WebSocket API alike: ``timestamp`` mandatory,
+        ``recvWindow`` (default 5000, at most 60000); -1021 when the request is older than the window
+        or more than 1000 ms ahead of the server's clock."""
         if not params.get("timestamp"):
             raise missing("timestamp")
         try:
@@ -234,13 +250,15 @@ class BinanceTrading(TradingServer):
             raise BinanceError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if now_us - stamp_us > window * 1000:
             raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
-        signature = params.pop("signature", None)
+
+    @staticmethod
+    def check_signature(account: Account, payload: bytes, signature: str | None) -> None:
+        """-1102 without a signature, -1022 when it does not sign ``payload`` with the account's key."""
         if not signature:
             raise missing("signature")
-        payload = _without_signature(query) + _without_signature(body)
-        if not account.binance.verify(payload.encode(), signature):
+        assert account.binance is not None  # account_for found it by its Binance key
+        if not account.binance.verify(payload, signature):
             raise BinanceError(400, -1022, "Signature for this request is not valid.")
-        return account, params
 
     # --- parameters ---------------------------------------------------------------------------
 

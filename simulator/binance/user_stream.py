@@ -1,17 +1,25 @@
-"""Binance's listenKey user data streams: spot (``/api/v3/userDataStream``) and USD-M (``/fapi/v1/listenKey``).
+"""Binance's user data streams: spot over the WebSocket API, USD-M over its listenKey stream.
 
-As documented: ``POST`` with the ``X-MBX-APIKEY`` header (no signature) answers ``{"listenKey": ..}``;
-an account has one active key, so a second ``POST`` returns the same key and extends it by 60
-minutes; ``PUT`` extends it (spot names it in a ``listenKey`` parameter, USD-M goes by the API
-key), ``DELETE`` closes it and its streams; a key that does not exist is ``-1125 This listenKey
-does not exist.``. The stream is ``/ws/<listenKey>`` on the market-data port (Binance serves it on
-its stream host). Events, only the key's account's:
+Spot: Binance retired the listenKey stream (``/api/v3/userDataStream`` and ``/ws/<listenKey>``) on
+2026-02-20; a spot account's events now come only over the WebSocket API
+(``userDataStream.subscribe.signature``), served by ``simulator.binance.ws_api`` on the
+market-data port (``/ws-api/v3``). The retired endpoint is not served: a 404 like any unknown path.
+
+USD-M keeps its listenKey stream (``/fapi/v1/listenKey``), as documented: ``POST`` with the
+``X-MBX-APIKEY`` header (no signature) answers ``{"listenKey": ..}``; an account has one active
+key, so a second ``POST`` returns the same key and extends it by 60 minutes; ``PUT`` (by the API
+key) extends it, ``DELETE`` closes it and its streams; a key that does not exist is ``-1125 This
+listenKey does not exist.``. The stream is ``/ws/<listenKey>`` on the market-data port (Binance
+serves it on its stream host).
+
+Events, only the subscribed account's:
 
 - spot: ``executionReport`` on every order change, then ``outboundAccountPosition`` with the
-  order's two assets (every change locks, moves or releases a balance);
+  order's two assets (every change locks, moves or releases a balance), each wrapped as
+  ``{"subscriptionId": N, "event": ..}``;
 - USD-M: ``ORDER_TRADE_UPDATE`` on every order change, ``ACCOUNT_UPDATE`` (``m: ORDER``) after
   each fill (the docs: unfilled or canceled orders push no ``ACCOUNT_UPDATE``);
-- ``listenKeyExpired`` when a key lapses (``expire()`` makes one lapse now); nothing after it.
+  ``listenKeyExpired`` when a key lapses (``expire()`` makes one lapse now); nothing after it.
 
 Kept simple: every order is a one-way (``BOTH``) cross-margin order; spot amend keepPriority
 reports ``REPLACED`` under the order's client id before the amend renames it.
@@ -29,7 +37,8 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from simulator.binance.trading import USED_WEIGHT, BinanceError, BinanceTrading, missing
+from simulator.binance.trading import USED_WEIGHT, BinanceError, BinanceTrading
+from simulator.binance.ws_api import BinanceWsApi
 from simulator.trading.engine import CANCELED, EXPIRED, FOK, IOC, LIMIT, Fill, Order
 from simulator.trading.http import json_reply
 from simulator.trading.user_streams import UserConnection, UserStreamHub
@@ -84,20 +93,32 @@ class ListenKeys:
 
 
 class BinanceUserStreams:
-    """The listenKey endpoints (on the trading port) and the streams they open (on the market port)."""
+    """Spot: the WebSocket API (``ws_api``). USD-M: the listenKey endpoints (on the trading port) and
+    the streams they open (on the market port)."""
 
     def __init__(self, trading: BinanceTrading, ttl: float = LISTEN_KEY_TTL, seed: int = 0) -> None:
         self.trading = trading
         self.usdm = trading.usdm
         self.keys = ListenKeys(ttl, seed)
         self.hub = UserStreamHub(trading.engine)
-        self.path = "/fapi/v1/listenKey" if self.usdm else "/api/v3/userDataStream"
+        self.path = "/fapi/v1/listenKey"
         self._streams: dict[str, set[UserConnection]] = {}  # key -> its open connections
         self._rng = random.Random(seed ^ 0xC11E)
+        #: Spot's only user data stream since the listenKey one was retired (2026-02-20).
+        self.ws_api = None if self.usdm else BinanceWsApi(trading, self.hub, self._spot)
 
-    # --- REST ---------------------------------------------------------------------------------
+    def shutdown_ws_api(self, close_after: float | None = None) -> None:
+        """Spot: send every WebSocket API connection ``serverShutdown``; with ``close_after``, close
+        them that many seconds later (``BinanceWsApi.shutdown``)."""
+        if self.ws_api is None:
+            raise RuntimeError("the USD-M simulator serves no WebSocket API")
+        self.ws_api.shutdown(close_after)
+
+    # --- REST (USD-M) -------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
+        if not self.usdm:  # spot's listenKey endpoints were retired: unknown paths now
+            return
         for method in ("POST", "PUT", "DELETE"):
             app.router.add_route(method, self.path, self._endpoint)
 
@@ -105,7 +126,7 @@ class BinanceUserStreams:
         try:
             used = self.trading._charge(1)
             account = self._account(request)
-            body = self._act(request, account, dict(request.query) | dict(await request.post()))
+            body = self._act(request, account)
         except BinanceError as exc:
             return json_reply(exc.status, exc.body(), exc.headers)
         return json_reply(200, body, {USED_WEIGHT: str(used)})
@@ -114,25 +135,17 @@ class BinanceUserStreams:
         api_key = request.headers.get("X-MBX-APIKEY")
         if not api_key:
             raise BinanceError(401, -2014, "API-key format invalid.")
-        account = self.trading.engine.accounts.by_binance_key.get(api_key)
-        if account is None:
-            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-        return account.name
+        return self.trading.account_for(api_key).name
 
-    def _act(self, request: web.Request, account: str, params: dict[str, str]) -> dict:
+    def _act(self, request: web.Request, account: str) -> dict:
         if request.method == "POST":
             return {"listenKey": self.keys.create(account)}
-        if self.usdm:  # USD-M's keepalive and close go by the API key: the account's active key
-            key = self.keys.active(account) or ""
-        else:
-            key = params.get("listenKey", "")
-            if not key:
-                raise missing("listenKey")
+        key = self.keys.active(account) or ""  # keepalive and close go by the API key: the account's key
         if self.keys.account(key) != account:
             raise BinanceError(400, *NO_SUCH_KEY)
         if request.method == "PUT":
             self.keys.extend(key)
-            return {"listenKey": key} if self.usdm else {}
+            return {"listenKey": key}
         self.keys.close(key)
         for stream in list(self._streams.get(key, ())):  # "will close the stream"
             stream.connection.transport.abort()
@@ -162,27 +175,22 @@ class BinanceUserStreams:
     def expire(self, key: str) -> None:
         """Let ``key`` lapse now: its streams get ``listenKeyExpired`` and nothing after it."""
         self.keys.lapse(key)
-        now = self.trading.engine.now_ms()
-        # USD-M documents E as a string here (spot's older event has a number): sent as documented.
-        event_time: int | str = str(now) if self.usdm else now
-        text = _json({"e": "listenKeyExpired", "E": event_time, "listenKey": key})
+        # USD-M documents E as a string here: sent as documented.
+        text = _json({"e": "listenKeyExpired", "E": str(self.trading.engine.now_ms()), "listenKey": key})
         for stream in self._streams.get(key, ()):
             stream.send(text, "listenKeyExpired", key, faultable=False)
 
     def _changed(self, stream: UserConnection, key: str, order: Order, fill: Fill | None) -> None:
         if self.keys.account(key) is None:  # lapsed: no more events until a new key is used
             return
-        if self.usdm:
-            stream.send(self._order_trade_update(order, fill), "ORDER_TRADE_UPDATE", order.client_id)
-            if fill is not None:
-                stream.send(self._account_update(order), "ACCOUNT_UPDATE", order.instrument.quote)
-            return
-        for text, event, about in self._spot(order, fill):
-            stream.send(text, event, about)
+        stream.send(self._order_trade_update(order, fill), "ORDER_TRADE_UPDATE", order.client_id)
+        if fill is not None:
+            stream.send(self._account_update(order), "ACCOUNT_UPDATE", order.instrument.quote)
 
     # --- spot ---------------------------------------------------------------------------------
 
     def _spot(self, order: Order, fill: Fill | None) -> list[tuple[bytes, str, str]]:
+        """An order change as spot's events (JSON bodies, unwrapped), with what each is about."""
         t = self.trading
         now = t.engine.now_ms()
         execution = _execution(order, fill, amended="REPLACED")

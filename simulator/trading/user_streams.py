@@ -9,7 +9,9 @@ pass of the event loop go out in one write (an order's acceptance and its fill, 
 messages, are four frames): one system call instead of four, still in the order they happened.
 
 ``UserConnection.send`` is the one place the ``user_stream_drop_every`` fault is applied and
-recorded, so both venues drop and count alike.
+recorded, so both venues drop and count alike. Binance's WebSocket API answers requests on the
+connection that carries the events, so its responses go through the same writer (``write``: not
+faultable, not counted as messages): one writer keeps one order on the wire.
 """
 
 from __future__ import annotations
@@ -71,15 +73,24 @@ class UserConnection:
     def open(self) -> bool:
         return is_open(self.connection)
 
-    def send(self, text: str | bytes, event: str, about: str, *, faultable: bool = True) -> bool:
-        """Write one message now; False if the drop fault ate it (recorded) or the connection is gone."""
+    def send(self, text: str | bytes, event: str, about: str, *, faultable: bool = True,
+             account: str | None = None) -> bool:  # fmt: skip
+        """Write one message now; False if the drop fault ate it (recorded) or the connection is gone.
+
+        ``account`` names whose message it is in the drop record when one connection carries several
+        accounts' messages (Binance's WebSocket API); by default the connection's own account."""
         self.stats.user_stream_messages += 1
         if faultable:
             self.counted += 1
             every = self.faults().user_stream_drop_every
             if every and self.counted % every == 0:
-                self.stats.user_stream_dropped.append((self.account, event, about))
+                self.stats.user_stream_dropped.append((account or self.account, event, about))
                 return False
+        return self.write(text)
+
+    def write(self, text: str | bytes) -> bool:
+        """Write one frame now, in order with the messages, neither counted nor faultable (a request's
+        response); False if the connection is gone."""
         if not self.open:
             return False
         if not self._pending:
@@ -87,6 +98,11 @@ class UserConnection:
         self._pending.append(frame(text))
         self.stats.frames_sent += 1
         return True
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close after every frame written so far (they are sent first, then the close frame)."""
+        self._flush()
+        await self.connection.close(code, reason)
 
     def _schedule_flush(self) -> None:
         loop = self.connection.loop
