@@ -116,7 +116,7 @@ def router_config(venue: Venue, topics: dict[str, str], workdir: Path) -> Path:
         "accounts": {"bench": {"venues": {"binance-spot": {"api_key": {"env": "BENCH_ROUTER_KEY"},
                                                            "secret": {"env": "BENCH_ROUTER_SECRET"}}},
                                "limits": {"price_band": None}}},
-        "venues": {"binance-spot": {"rest_url": venue.url, "user_stream_url": f"ws://127.0.0.1:{venue.port}",
+        "venues": {"binance-spot": {"rest_url": venue.url, "user_stream_url": f"ws://127.0.0.1:{venue.port}/ws-api/v3",
                                     "order_limit": [1_000_000_000, 10], "weight_per_minute": 1_000_000_000}},
     }}  # fmt: skip
     path = workdir / "router.yaml"

@@ -337,12 +337,14 @@ class Pipeline:
     def _router_config(self, feeds: list[dict[str, Any]]) -> Path:
         if self.config.router_config is not None:
             return self.config.router_config
+        from producers.venues import VENUES  # the venues' own layouts (the simulators serve them)
+
         venues, credentials = {}, {}
         for feed in feeds:
             venue = feed["venue"]
             house = "coinbase" if venue == "coinbase" else "binance"
-            venues[venue] = {"rest_url": feed["trading_url"], "user_stream_url": feed["ws_url"],
-                             "market_data_url": feed["rest_url"]}  # fmt: skip
+            venues[venue] = {"rest_url": feed["trading_url"], "market_data_url": feed["rest_url"],
+                             "user_stream_url": VENUES[venue].user_ws_url(feed["ws_url"])}  # fmt: skip
             credentials[venue] = {"api_key": {"file": str(self.secrets_dir / f"{house}.key")},
                                   "secret": {"file": str(self.secrets_dir / f"{house}.secret")},
                                   "key_type": "es256" if house == "coinbase" else "hmac"}  # fmt: skip

@@ -51,6 +51,13 @@ class VenueSpec:
     user_stream: Callable[[TradingSetup, str, list[str]], UserStream] | None = None
     #: Where the private stream is, unless the config names another host.
     default_user_ws_url: str | None = None
+    #: The private stream's path on the venue's WebSocket host (a simulator's, say): Binance spot's
+    #: is the WebSocket API, ``/ws-api/v3``; the others' are at the host's root.
+    user_ws_path: str = ""
+
+    def user_ws_url(self, host_url: str) -> str:
+        """The private stream's URL on ``host_url`` (``ws://127.0.0.1:8765``, say)."""
+        return host_url.rstrip("/") + self.user_ws_path
 
     def make_feed(self, symbols: list[str], sink: EventSink, **options: Any) -> VenueFeed:
         venue = self.market_data(**options.pop("venue_options", {}))
@@ -89,9 +96,12 @@ def _coinbase_trading(setup: TradingSetup) -> TradingClient:
 
 def _binance_user_stream(venue: str) -> Callable[[TradingSetup, str, list[str]], UserStream]:
     def user_stream(setup: TradingSetup, ws_url: str, symbols: list[str]) -> UserStream:
+        from producers.venues.binance.signing import signer_for
         from producers.venues.binance.user_stream import binance_user_stream
 
-        return binance_user_stream(venue, setup.rest_url, ws_url, setup.api_key)
+        signer = signer_for(setup.key_type, setup.secret)
+        return binance_user_stream(venue, setup.rest_url, ws_url, setup.api_key, signer,
+                                   recv_window_ms=setup.recv_window_ms)  # fmt: skip
 
     return user_stream
 
@@ -106,7 +116,8 @@ def _coinbase_user_stream(setup: TradingSetup, ws_url: str, symbols: list[str]) 
 VENUES: dict[str, VenueSpec] = {
     "binance-spot": VenueSpec(
         "wss://stream.binance.com:9443", "https://api.binance.com", _binance("BINANCE_SPOT"),
-        _binance_trading("SPOT_TRADING"), _binance_user_stream("binance-spot"), "wss://stream.binance.com:9443",
+        _binance_trading("SPOT_TRADING"), _binance_user_stream("binance-spot"),
+        "wss://ws-api.binance.com:443/ws-api/v3", "/ws-api/v3",
     ),
     "binance-usdm": VenueSpec(
         "wss://fstream.binance.com", "https://fapi.binance.com", _binance("BINANCE_USDM"),

@@ -7,8 +7,9 @@ once the stream is live, and the caller reconciles with REST from there; everyth
 says after that is newer than what the caller's REST reads will see.
 
 ``VenueUserStream`` is the loop every venue shares: connect (a venue's ``prepare`` gets the URL:
-Binance a listenKey, Coinbase its endpoint), subscribe (``opened``), read, keep alive beside it
-(``maintain``: Binance's PUT every 30 minutes), reconnect with capped jittered backoff. A venue
+Binance USD-M a listenKey, the others their endpoint), subscribe (``opened``: Binance spot's
+signed WebSocket API subscription, Coinbase's JWT), read, keep alive beside it (``maintain``:
+Binance USD-M's PUT every 30 minutes), reconnect with capped jittered backoff. A venue
 module only turns its frames into ``Parsed``; a frame it cannot read is counted and skipped.
 The connection is ``producers/venues/ws1.py``'s: each frame is parsed and delivered as it
 arrives, inside the connection's ``data_received`` (no task, queue or await per frame).
@@ -62,8 +63,9 @@ OnBalance = Callable[[BalanceUpdate], None]
 class UserStream(Protocol):
     async def run(self, on_order: OnOrder, on_balance: OnBalance, on_connected: Callable[[], None],
                   stop: asyncio.Event) -> None:  # fmt: skip
-        """Keep the private stream up until stop is set: connect (listenKey / JWT subscribe), keep it alive
-        (Binance: PUT the listenKey every 30 min; a listenKeyExpired event or a drop -> new key, reconnect),
+        """Keep the private stream up until stop is set: connect and subscribe (a signed subscription, a
+        listenKey, a JWT), keep it alive (Binance USD-M: PUT the listenKey every 30 min), replace the
+        connection when the venue ends the stream (listenKeyExpired, eventStreamTerminated, serverShutdown),
         reconnect with capped jittered backoff, call on_connected after every (re)connect (the caller then
         reconciles with REST, since messages may have been missed while down). Malformed messages are counted
         and skipped, never raised."""
@@ -92,7 +94,7 @@ class Parsed(msgspec.Struct, gc=False):
     balances: list[BalanceUpdate] = msgspec.field(default_factory=list)
     #: The stream is live from this frame on (Coinbase: the snapshot arrived).
     live: bool = False
-    #: Why this connection must be replaced (Binance ``listenKeyExpired``, a venue error).
+    #: Why this connection must be replaced (Binance ``listenKeyExpired``, a refused subscription...).
     reconnect: str | None = None
 
 

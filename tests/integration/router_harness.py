@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
+from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
 from simulator.faults import Faults
 from simulator.trading import Account, BinanceKey, TradingConfig
@@ -151,8 +152,8 @@ class RouterProcess:
                 "venues": {VENUE: {"api_key": {"env": KEY_ENV}, "secret": {"env": SECRET_ENV}, "key_type": "hmac"}},
                 "limits": {"price_band": None, **(limits or {})},
             }},
-            "venues": {VENUE: {"rest_url": venue.sim.trading_url, "user_stream_url": venue.sim.ws_url,
-                               "read_timeout": 1.0, "recv_window_ms": 3000}},
+            "venues": {VENUE: {"rest_url": venue.sim.trading_url, "read_timeout": 1.0, "recv_window_ms": 3000,
+                               "user_stream_url": VENUES[VENUE].user_ws_url(venue.sim.ws_url)}},
             **router,
         }  # fmt: skip
         path = tmp_path / f"{name}.yaml"

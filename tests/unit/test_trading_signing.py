@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from producers.venues.binance.signing import Ed25519Signer, HmacSigner, encode_params, signed_params
+from producers.venues.binance.signing import Ed25519Signer, HmacSigner, encode_params, signed_params, ws_api_payload
 from producers.venues.coinbase.signing import CoinbaseJwtSigner
 from producers.venues.trading import client_order_id
 from tickflow.errors import ConfigError
@@ -68,6 +68,39 @@ def test_binance_ed25519_signature_is_base64_percent_encoded_and_verifies() -> N
     signature = Ed25519Signer(pem).sign(payload)
     assert not set(signature) & set("+/=")  # percent-encoded, as the docs' step 3 asks
     key.public_key().verify(base64.b64decode(unquote(signature)), payload.encode())  # raises if wrong
+
+
+#: The WebSocket API's documented HMAC examples ("SIGNED request security"): the same secret over
+#: the request's parameters, ASCII only and with a full-width symbol, as JSON gives them.
+WS_API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+WS_API_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+WS_API_EXAMPLES = [
+    ({"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01000000",
+      "price": "52000.00", "recvWindow": 100, "timestamp": 1645423376532, "apiKey": WS_API_KEY},
+     "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"),
+    ({"symbol": "\uff11\uff12\uff13\uff14\uff15\uff16", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+      "quantity": "1.00000000", "price": "0.10000000", "recvWindow": 5000, "timestamp": 1645423376532,
+      "apiKey": WS_API_KEY},
+     "b33892ae8e687c939f4468c6268ddd4c40ac1af18ad19a064864c47bae0752cd"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("params", "signature"), WS_API_EXAMPLES)
+def test_binance_websocket_api_payload_and_hmac_reproduce_the_documented_examples(params: dict,
+                                                                                   signature: str) -> None:  # fmt: skip
+    payload = ws_api_payload({**params, "signature": "not signed"})  # sorted by name, the signature left out
+    assert payload.startswith(f"apiKey={WS_API_KEY}&price=") and payload.endswith("&type=LIMIT")
+    assert HmacSigner(WS_API_SECRET).signature(payload) == signature
+
+
+def test_binance_ed25519_websocket_api_signature_is_plain_base64() -> None:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    payload = ws_api_payload({"apiKey": "k", "timestamp": 1645423376532, "flag": True})
+    assert payload == "apiKey=k&flag=true&timestamp=1645423376532"
+    signature = Ed25519Signer(pem).signature(payload)
+    key.public_key().verify(base64.b64decode(signature, validate=True), payload.encode())  # raises if wrong
+    assert Ed25519Signer(pem).sign(payload) != signature or not set(signature) & set("+/=")  # sign(): encoded
 
 
 def test_a_key_that_is_not_ed25519_is_a_config_error_without_the_key() -> None:

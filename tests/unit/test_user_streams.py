@@ -6,7 +6,10 @@ reconciles); a message the venue loses must stay unreported; unreadable frames a
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_CEILING, Decimal
 
@@ -18,7 +21,13 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from producers.connection import Backoff
 from producers.venues import VENUES, TradingSetup
-from producers.venues.binance.user_stream import SPOT_USER_STREAM, BinanceUserStream, binance_user_stream
+from producers.venues.binance.signing import HmacSigner
+from producers.venues.binance.user_stream import (
+    USDM_USER_STREAM,
+    ListenKeyUserStream,
+    WsApiUserStream,
+    binance_user_stream,
+)
 from producers.venues.coinbase.signing import CoinbaseJwtSigner
 from producers.venues.coinbase.user_stream import coinbase_user_stream
 from producers.venues.trading import OrderRequest, TradingClient, client_order_id
@@ -77,7 +86,8 @@ def size_for(price: Decimal, step: Decimal) -> Decimal:
 def user_stream(venue: str, sim: Sim, symbol: str) -> VenueUserStream:
     if venue == "coinbase":
         return coinbase_user_stream(sim.ws_url, CoinbaseJwtSigner(KEY_NAME, PRIVATE.encode()), [symbol], backoff=FAST)
-    return binance_user_stream(venue, sim.trading_url, sim.ws_url, "alice-key", backoff=FAST)
+    return binance_user_stream(venue, sim.trading_url, VENUES[venue].user_ws_url(sim.ws_url), "alice-key",
+                               HmacSigner(SECRET), backoff=FAST)  # fmt: skip
 
 
 class Recorder:
@@ -219,7 +229,7 @@ def test_a_message_the_venue_loses_is_not_reported_and_only_a_rest_read_shows_it
 
 def test_binance_replaces_an_expired_listen_key_and_a_key_the_keepalive_finds_gone() -> None:
     async def scenario(sim: Sim, trading: TradingClient, stream: VenueUserStream, rec: Recorder, symbol: str) -> None:
-        assert isinstance(stream, BinanceUserStream) and isinstance(sim, BinanceSynthetic) and sim.trading
+        assert isinstance(stream, ListenKeyUserStream) and isinstance(sim, BinanceSynthetic) and sim.trading
         first = stream.listen_key
         assert first is not None
         stream.keepalive_interval = 0.1  # from the next connection on
@@ -236,11 +246,47 @@ def test_binance_replaces_an_expired_listen_key_and_a_key_the_keepalive_finds_go
     run("binance-usdm", scenario)
 
 
-def test_the_keepalive_extends_the_key() -> None:
+def test_binance_spot_reconnects_when_the_server_says_it_shuts_down_or_ends_the_subscription() -> None:
+    async def scenario(sim: Sim, trading: TradingClient, stream: VenueUserStream, rec: Recorder, symbol: str) -> None:
+        assert isinstance(sim, BinanceSynthetic) and sim.trading is not None
+        sim.trading.user_streams.shutdown_ws_api()  # the connection stays open: the client leaves it
+        await rec.until(lambda: rec.connected == 2)
+        assert (stream.counters.last_error or "").startswith("serverShutdown")
+        _, bid, _, tick, step = market(sim)
+        cid = client_order_id("after-shutdown")
+        await trading.create(OrderRequest(symbol, cid, Side.BUY, OrderType.LIMIT, size_for(bid, step),
+                                          bid - 20 * tick))  # fmt: skip
+        await rec.until(lambda: len(rec.of(cid)) == 1)  # once: the old connection's subscription is gone
+        await asyncio.sleep(0.1)
+        assert len(rec.of(cid)) == 1 and stream.counters.malformed == 0
+
+    run("binance-spot", scenario)
+
+
+def test_binance_spot_a_refused_subscription_is_retried_and_reported_without_the_secret() -> None:
     async def main() -> None:
         async with simulator("binance-spot") as sim:
-            stream = binance_user_stream("binance-spot", sim.trading_url, sim.ws_url, "alice-key",
+            url = VENUES["binance-spot"].user_ws_url(sim.ws_url)
+            stream = binance_user_stream("binance-spot", sim.trading_url, url, "alice-key",
+                                         HmacSigner("not-alices-secret"), backoff=FAST)  # fmt: skip
+            rec, stop = Recorder(), asyncio.Event()
+            task = asyncio.create_task(stream.run(rec.on_order, rec.on_balance, rec.on_connected, stop))
+            await rec.until(lambda: stream.counters.reconnects >= 3)
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            assert rec.connected == 0 and not stream.live  # never live on a refused subscription
+            error = stream.counters.last_error or ""
+            assert "-1022" in error and "not valid" in error and "not-alices-secret" not in error
+
+    asyncio.run(main())
+
+
+def test_the_keepalive_extends_the_key() -> None:
+    async def main() -> None:
+        async with simulator("binance-usdm") as sim:
+            stream = binance_user_stream("binance-usdm", sim.trading_url, sim.ws_url, "alice-key", HmacSigner(SECRET),
                                          keepalive_interval=0.1, backoff=FAST)  # fmt: skip
+            assert isinstance(stream, ListenKeyUserStream)
             rec, stop = Recorder(), asyncio.Event()
             task = asyncio.create_task(stream.run(rec.on_order, rec.on_balance, rec.on_connected, stop))
             await rec.until(lambda: stream.keepalives >= 3)
@@ -284,8 +330,8 @@ def test_unreadable_frames_are_counted_and_skipped() -> None:
         async with serve(venue, "127.0.0.1", 0) as server:
             url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
             rest = httpx.MockTransport(lambda request: httpx.Response(200, json={"listenKey": "k" * 64}))
-            binance = BinanceUserStream(SPOT_USER_STREAM, "http://rest", url, "key", backoff=FAST,
-                                        http=httpx.AsyncClient(base_url="http://rest", transport=rest))  # fmt: skip
+            binance = ListenKeyUserStream(USDM_USER_STREAM, "http://rest", url, "key", backoff=FAST,
+                                          http=httpx.AsyncClient(base_url="http://rest", transport=rest))  # fmt: skip
             coinbase = coinbase_user_stream(url, CoinbaseJwtSigner(KEY_NAME, PRIVATE.encode()), [], backoff=FAST)
             for stream, malformed in ((binance, 4), (coinbase, 3)):
                 rec, stop = Recorder(), asyncio.Event()
@@ -327,8 +373,13 @@ USDM_ACCOUNT = {"e": "ACCOUNT_UPDATE", "E": 1564745798939, "T": 1564745798938,
 
 
 def parse(event: dict | str, venue: str = "binance-usdm") -> Parsed:
-    stream = binance_user_stream(venue, "http://rest", "ws://stream", "key")
-    return stream.parse(event if isinstance(event, str) else json.dumps(event))
+    """``event`` as the venue's stream brings it: spot's wrapped in its WebSocket API subscription."""
+    stream = binance_user_stream(venue, "http://rest", "ws://stream", "key", HmacSigner("secret"))
+    text = event if isinstance(event, str) else json.dumps(event)
+    if isinstance(stream, WsApiUserStream):
+        stream.subscription_id = 0
+        text = f'{{"subscriptionId": 0, "event": {text}}}'
+    return stream.parse(text)
 
 
 def without(event: dict, path: str) -> dict:
@@ -361,7 +412,7 @@ def test_binance_fields_are_read_by_their_case_sensitive_letters() -> None:
     assert futures.fill == Fill("12345", Decimal("7103.10"), Decimal("0.001"), Decimal("0.00284124"), "USDT")
 
 
-@pytest.mark.parametrize("kind", ["balanceUpdate", "externalLockUpdate", "eventStreamTerminated", "listStatus",
+@pytest.mark.parametrize("kind", ["balanceUpdate", "externalLockUpdate", "listStatus",
                                   "TRADE_LITE", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL", "STRATEGY_UPDATE",
                                   "aKindBinanceAddsLater", "executionreport"])  # fmt: skip
 def test_binance_events_of_other_kinds_are_ignored_not_malformed(kind: str) -> None:
@@ -425,3 +476,82 @@ def test_binance_usdm_fill_without_commission() -> None:
     null_asset = {**USDM_TRADE, "o": {**USDM_TRADE["o"], "N": None}}
     assert parse(null_asset).orders[0].fill == Fill("12345", Decimal("7103.10"), Decimal("0.001"),
                                                     Decimal("0.00284124"), None)  # fmt: skip
+
+
+# --- Binance spot: the WebSocket API subscription, frame by frame -------------------------------------
+
+
+class SentFrames:
+    """A stand-in connection: what the stream sends on it."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, message: bytes) -> None:
+        self.sent.append(message)
+
+
+def subscribed_stream(subscription_id: int = 4) -> tuple[WsApiUserStream, dict]:
+    """A spot stream that sent its subscription (returned, as sent) and had it accepted."""
+    stream = binance_user_stream("binance-spot", "http://rest", "ws://api", "the-key", HmacSigner("the-secret"))
+    assert isinstance(stream, WsApiUserStream)
+    ws = SentFrames()
+    assert asyncio.run(stream.opened(ws)) is False  # live only once the venue says yes  # type: ignore[arg-type]
+    request = json.loads(ws.sent[0])
+    answer = {"id": request["id"], "status": 200, "result": {"subscriptionId": subscription_id}, "rateLimits": []}
+    assert stream.parse(json.dumps(answer)) == Parsed(live=True) and stream.subscription_id == subscription_id
+    return stream, request
+
+
+def wrapped(subscription_id: int | None, event: dict) -> str:
+    return json.dumps({"event": event} if subscription_id is None else {"subscriptionId": subscription_id,
+                                                                         "event": event})  # fmt: skip
+
+
+def test_binance_spot_subscribes_with_a_signed_request_as_the_websocket_api_documents() -> None:
+    stream, request = subscribed_stream()
+    params = request["params"]
+    assert request["method"] == "userDataStream.subscribe.signature"
+    assert set(params) == {"apiKey", "recvWindow", "timestamp", "signature"} and params["apiKey"] == "the-key"
+    assert abs(params["timestamp"] - time.time() * 1000) < 5000 and params["recvWindow"] == 5000
+    # The payload: the parameters but the signature, sorted by name, not percent-encoded; HMAC hex.
+    payload = f"apiKey=the-key&recvWindow=5000&timestamp={params['timestamp']}"
+    assert params["signature"] == hmac.new(b"the-secret", payload.encode(), hashlib.sha256).hexdigest()
+    assert "the-secret" not in repr(stream)
+    update = stream.parse(wrapped(4, SPOT_TRADE)).orders[0]
+    assert update.order.client_order_id == "mUvoqJxFIILMdfAW5iGSOW" and update.fill is not None
+    assert stream.parse(wrapped(4, SPOT_POSITION)).balances[0].asset == "ETH"
+
+
+def test_binance_spot_reads_only_its_own_answer_and_subscription() -> None:
+    stream, request = subscribed_stream(4)
+    assert stream.parse(wrapped(5, SPOT_TRADE)) == Parsed()  # another subscription's
+    assert stream.parse(json.dumps({"id": "not-ours", "status": 400, "error": {"code": -1, "msg": "x"}})) == Parsed()
+    assert stream.parse(json.dumps({"id": request["id"] + "-later", "status": 200, "result": {}})) == Parsed()
+    for frame in ('{"subscriptionId": 4, "event": {"e": "executionRep', '{"id": [1]}', "[]",
+                  wrapped(4, without(SPOT_TRADE, "z"))):  # fmt: skip
+        with pytest.raises(MALFORMED):
+            stream.parse(frame)
+
+
+@pytest.mark.parametrize(
+    ("frame", "why"),
+    [(wrapped(4, {"e": "eventStreamTerminated", "E": 1728973001334}), "eventStreamTerminated"),
+     (wrapped(None, {"e": "serverShutdown", "E": 1770123456789}), "serverShutdown")],
+)  # fmt: skip
+def test_binance_spot_replaces_the_connection_when_the_venue_ends_the_stream(frame: str, why: str) -> None:
+    stream, _ = subscribed_stream(4)
+    parsed = stream.parse(frame)
+    assert parsed.reconnect is not None and parsed.reconnect.startswith(why)
+
+
+def test_binance_spot_a_refused_subscription_replaces_the_connection_and_says_why() -> None:
+    stream = binance_user_stream("binance-spot", "http://rest", "ws://api", "the-key", HmacSigner("the-secret"))
+    ws = SentFrames()
+    asyncio.run(stream.opened(ws))  # type: ignore[arg-type]
+    request_id = json.loads(ws.sent[0])["id"]
+    said = "Signature for this request is not valid."
+    refusal = {"id": request_id, "status": 400, "error": {"code": -1022, "msg": said}, "rateLimits": []}
+    parsed = stream.parse(json.dumps(refusal))
+    assert not parsed.live and parsed.reconnect == (
+        "userDataStream.subscribe.signature refused: -1022 Signature for this request is not valid.")  # fmt: skip

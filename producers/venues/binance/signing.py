@@ -1,9 +1,13 @@
 """Binance's request signatures, exactly as its docs describe SIGNED endpoints.
 
-The signature payload is the percent-encoded query string concatenated, without a separator,
-with the form body. HMAC keys sign it with HMAC-SHA-256 (hex); Ed25519 keys sign it with
-Ed25519 (base64, then percent-encoded as a parameter value). The ``signature`` parameter goes
-last, after ``timestamp`` and ``recvWindow``.
+REST: the signature payload is the percent-encoded query string concatenated, without a
+separator, with the form body. HMAC keys sign it with HMAC-SHA-256 (hex); Ed25519 keys sign it
+with Ed25519 (base64, then percent-encoded as a parameter value). The ``signature`` parameter
+goes last, after ``timestamp`` and ``recvWindow``.
+
+WebSocket API: the payload is every parameter but ``signature``, sorted by name, as
+``name=value`` joined by ``&`` with no percent-encoding (``ws_api_payload``); the signature goes
+into the JSON ``params`` as it is (hex, or plain base64).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import quote, urlencode
 
@@ -26,6 +31,10 @@ class BinanceSigner(Protocol):
         """The ``signature`` parameter's value for ``payload``, ready to append (percent-encoded)."""
         ...
 
+    def signature(self, payload: str) -> str:
+        """The signature of ``payload`` as it is (a WebSocket API request's ``signature``)."""
+        ...
+
 
 class HmacSigner:
     """HMAC-SHA-256 over the payload, hex: the docs' ``openssl dgst -sha256 -hmac``."""
@@ -35,6 +44,8 @@ class HmacSigner:
 
     def sign(self, payload: str) -> str:
         return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+
+    signature = sign  # hex needs no encoding
 
     def __repr__(self) -> str:  # never the secret
         return "HmacSigner(***)"
@@ -54,10 +65,31 @@ class Ed25519Signer:
         self._key = key
 
     def sign(self, payload: str) -> str:
-        return quote(base64.b64encode(self._key.sign(payload.encode())).decode(), safe="")
+        return quote(self.signature(payload), safe="")
+
+    def signature(self, payload: str) -> str:
+        return base64.b64encode(self._key.sign(payload.encode())).decode()
 
     def __repr__(self) -> str:
         return "Ed25519Signer(***)"
+
+
+def signer_for(key_type: str, secret: str) -> BinanceSigner:
+    """The signer of an API key: ``hmac`` (the secret key) or ``ed25519`` (the private key, PEM)."""
+    return HmacSigner(secret) if key_type == "hmac" else Ed25519Signer(secret.encode())
+
+
+def ws_api_payload(params: Mapping[str, object]) -> str:
+    """The WebSocket API's signature payload: the parameters but ``signature``, sorted by name,
+    ``name=value`` joined by ``&``, values as their JSON text would read unquoted (no
+    percent-encoding: non-ASCII values are signed as their UTF-8)."""
+    return "&".join(f"{name}={_text(params[name])}" for name in sorted(params) if name != "signature")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):  # before int: bool is one
+        return "true" if value else "false"
+    return str(value)
 
 
 #: What percent-encoding leaves as it is: almost every parameter of an order (symbols, numbers,

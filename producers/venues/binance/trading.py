@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from producers.rate_limit import WeightedRateLimiter
-from producers.venues.binance.signing import BinanceSigner, Ed25519Signer, HmacSigner, signed_params
+from producers.venues.binance.signing import BinanceSigner, signed_params, signer_for
 from producers.venues.binance.venue import USED_WEIGHT_HEADER
 from producers.venues.trading import (
     Amend,
@@ -288,9 +288,7 @@ def _code_and_message(response: VenueResponse) -> tuple[int | None, str | None]:
 
 
 def make_client(paths: BinanceTradingPaths, setup: TradingSetup) -> BinanceTradingClient:
-    signer: BinanceSigner = (
-        HmacSigner(setup.secret) if setup.key_type == "hmac" else Ed25519Signer(setup.secret.encode())
-    )
+    signer = signer_for(setup.key_type, setup.secret)
     limiter = WeightedRateLimiter(setup.weight_per_minute or paths.weight_per_minute)
     orders, seconds = setup.order_limit or paths.order_limit
     http = TradingHttp(setup.rest_url, venue=paths.venue, limiter=limiter, used_weight_header=USED_WEIGHT_HEADER,

@@ -1,10 +1,23 @@
-"""Binance's listenKey user data streams (spot and USD-M) as a ``UserStream``.
+"""Binance's user data streams (spot and USD-M) as a ``UserStream``.
 
-As documented: ``POST`` the listenKey endpoint with the API key header (no signature) before every
-connection (an account's active key comes back, extended, or a new one once it lapsed), connect to
-``<stream host>/ws/<listenKey>``, ``PUT`` every 30 minutes (a key lives 60), and ``DELETE`` it when
-done. A ``-1125`` on the keepalive or a ``listenKeyExpired`` event means the key is gone: the
-connection is replaced with a new key. Events read:
+Spot: the WebSocket API. Binance retired spot listenKeys on 2026-02-20; a spot account's events
+now come only over a WebSocket API connection (``wss://ws-api.binance.com:443/ws-api/v3``) on
+which ``userDataStream.subscribe.signature`` was accepted. The request is signed like every
+WebSocket API request (``signing.ws_api_payload``: the parameters sorted by name, HMAC hex or
+Ed25519 base64), with ``timestamp`` and ``recvWindow``. The stream is live from the reply that
+gives the ``subscriptionId``; a refusal (a bad key or signature, a clock outside recvWindow)
+replaces the connection, after the usual backoff, and says why. Events come wrapped,
+``{"subscriptionId": N, "event": {...}}``. ``eventStreamTerminated`` (the subscription ended)
+and ``serverShutdown`` (the server is going away) replace the connection at once; so does the
+24-hour limit of a connection, as any close does. The server pings every 20 s and ws1 answers.
+
+USD-M: listenKeys, as documented. ``POST`` the listenKey endpoint with the API key header (no
+signature) before every connection (an account's active key comes back, extended, or a new one
+once it lapsed), connect to ``<stream host>/ws/<listenKey>``, ``PUT`` every 30 minutes (a key
+lives 60), and ``DELETE`` it when done. A ``-1125`` on the keepalive or a ``listenKeyExpired``
+event means the key is gone: the connection is replaced with a new key.
+
+Events read:
 
 - spot ``executionReport`` (the order after it: ``X``, ``z``, ``Z``/``z``; a fill when ``x`` is
   ``TRADE``: ``t``, ``L``, ``l``, ``n``, ``N``; a cancel names the canceled order in ``C``) and
@@ -13,12 +26,15 @@ connection is replaced with a new key. Events read:
   ``ACCOUNT_UPDATE`` (``a.B``: the wallet balance ``wb`` is reported as free; futures lock margin,
   not assets).
 
-Anything else (``balanceUpdate``, ``listStatus``, USD-M margin calls...) is read and ignored.
+Anything else (``balanceUpdate``, ``listStatus``, ``externalLockUpdate``, USD-M margin calls...)
+is read and ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar, get_args
@@ -28,6 +44,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from producers.connection import Backoff
+from producers.venues import ws1
+from producers.venues.binance.signing import BinanceSigner, ws_api_payload
 from producers.venues.binance.trading import _STATUS
 from producers.venues.trading import VenueOrder
 from producers.venues.user_stream import BalanceUpdate, Fill, OrderUpdate, Parsed, VenueUserStream, decimal_or_none
@@ -38,19 +56,18 @@ KEEPALIVE_INTERVAL = 1800.0
 #: After a failed keepalive (not a -1125), try again this much sooner.
 KEEPALIVE_RETRY = 60.0
 NO_SUCH_KEY = -1125
+SUBSCRIBE = "userDataStream.subscribe.signature"
 
 
 @dataclass(frozen=True)
 class BinanceUserStreamPaths:
     venue: str
-    listen_key: str
-    #: Spot names the key in PUT / DELETE; USD-M's go by the API key alone.
-    key_param: bool
-    spot: bool
+    #: The listenKey endpoint (USD-M); None where the stream is the WebSocket API's (spot).
+    listen_key: str | None
 
 
-SPOT_USER_STREAM = BinanceUserStreamPaths("binance-spot", "/api/v3/userDataStream", key_param=True, spot=True)
-USDM_USER_STREAM = BinanceUserStreamPaths("binance-usdm", "/fapi/v1/listenKey", key_param=False, spot=False)
+SPOT_USER_STREAM = BinanceUserStreamPaths("binance-spot", None)
+USDM_USER_STREAM = BinanceUserStreamPaths("binance-usdm", "/fapi/v1/listenKey")
 PATHS = {p.venue: p for p in (SPOT_USER_STREAM, USDM_USER_STREAM)}
 
 
@@ -59,12 +76,85 @@ class ListenKeyGone(Exception):
 
 
 class BinanceUserStream(VenueUserStream):
+    """What both ways share: the events."""
+
+    def _event(self, event: _Event | None) -> Parsed:
+        if isinstance(event, _ExecutionReport):
+            return Parsed(orders=[_execution_report(event)])
+        if isinstance(event, _AccountPosition):
+            ts = _us(event.u or event.E)
+            return Parsed(balances=[BalanceUpdate(b.a, b.f, b.locked, ts) for b in event.B])
+        if isinstance(event, _OrderTradeUpdate):
+            return Parsed(orders=[_order_trade_update(event)])
+        if isinstance(event, _AccountUpdate):
+            ts = _us(event.T or event.E)
+            return Parsed(balances=[BalanceUpdate(b.a, b.wb, _ZERO, ts) for b in event.a.B])
+        if isinstance(event, _Ending):
+            return Parsed(reconnect=event.why)
+        return Parsed()
+
+
+class WsApiUserStream(BinanceUserStream):
+    """Spot: the account's events over the WebSocket API, by a signed subscription."""
+
+    def __init__(self, venue: str, ws_api_url: str, api_key: str, signer: BinanceSigner, *,
+                 recv_window_ms: int = 5000, backoff: Backoff | None = None) -> None:  # fmt: skip
+        super().__init__(backoff=backoff)
+        self.venue = venue
+        self.ws_api_url = ws_api_url
+        self._api_key = api_key
+        self._signer = signer
+        self.recv_window_ms = recv_window_ms
+        self._requests = itertools.count(1)
+        #: The id of this connection's subscribe request, and the subscription it gave.
+        self._request_id = ""
+        self.subscription_id: int | None = None
+
+    def __repr__(self) -> str:  # never the key
+        return f"WsApiUserStream({self.venue}, {self.ws_api_url})"
+
+    async def prepare(self) -> str:
+        return self.ws_api_url
+
+    async def opened(self, ws: ws1.WsConnection) -> bool:
+        """Ask for the account's events; live once the venue says yes (``parse``)."""
+        self._request_id = f"user-stream-{next(self._requests)}"
+        params: dict[str, object] = {"apiKey": self._api_key, "recvWindow": self.recv_window_ms,
+                                     "timestamp": int(time.time() * 1000)}  # fmt: skip
+        params["signature"] = self._signer.signature(ws_api_payload(params))
+        await ws.send(msgspec.json.encode({"id": self._request_id, "method": SUBSCRIBE, "params": params}))
+        return False
+
+    def disconnected(self) -> None:
+        self.subscription_id = None
+
+    def parse(self, frame: str | bytes) -> Parsed:
+        message = _ws_api_message.decode(frame)
+        if message.event is not _NO_EVENT:
+            if message.subscriptionId is not None and message.subscriptionId != self.subscription_id:
+                return Parsed()  # not this stream's (only one subscription is made per connection)
+            return self._event(_decode(message.event))
+        if message.id != self._request_id:
+            return Parsed()  # an answer to nothing this stream asked
+        if message.status == 200:
+            self.subscription_id = _subscribed.decode(message.result).subscriptionId
+            return Parsed(live=True)
+        error = message.error
+        said = f"{error.code} {error.msg}" if error is not None else f"status {message.status}"
+        return Parsed(reconnect=f"{SUBSCRIBE} refused: {said}")
+
+
+class ListenKeyUserStream(BinanceUserStream):
+    """USD-M: the account's events on ``/ws/<listenKey>``, the key kept alive over REST."""
+
     def __init__(self, paths: BinanceUserStreamPaths, rest_url: str, ws_url: str, api_key: str, *,
                  keepalive_interval: float = KEEPALIVE_INTERVAL, backoff: Backoff | None = None,
                  http: httpx.AsyncClient | None = None) -> None:  # fmt: skip
         super().__init__(backoff=backoff)
+        if paths.listen_key is None:
+            raise ValueError(f"{paths.venue} has no listenKey stream")
         self.venue = paths.venue
-        self.paths = paths
+        self.path = paths.listen_key
         self.ws_url = ws_url.rstrip("/")
         self.keepalive_interval = keepalive_interval
         self.http = http or httpx.AsyncClient(base_url=rest_url.rstrip("/"), timeout=httpx.Timeout(5.0, connect=2.0))
@@ -75,8 +165,9 @@ class BinanceUserStream(VenueUserStream):
 
     # --- the listenKey ------------------------------------------------------------------------
 
-    async def _call(self, method: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        response = await self.http.request(method, self.paths.listen_key, params=params, headers=self._headers)
+    async def _call(self, method: str) -> dict[str, Any]:
+        # USD-M's keepalive and close go by the API key alone: no parameter.
+        response = await self.http.request(method, self.path, headers=self._headers)
         try:
             body = response.json()
         except ValueError:
@@ -84,17 +175,14 @@ class BinanceUserStream(VenueUserStream):
         if response.status_code == 200:
             return body if isinstance(body, dict) else {}
         code = body.get("code") if isinstance(body, dict) else None
-        message = f"{method} {self.paths.listen_key}: HTTP {response.status_code} {response.text[:200]}"
+        message = f"{method} {self.path}: HTTP {response.status_code} {response.text[:200]}"
         raise ListenKeyGone(message) if code == NO_SUCH_KEY else RuntimeError(message)
-
-    def _key_params(self) -> dict[str, str] | None:
-        return {"listenKey": self.listen_key or ""} if self.paths.key_param else None
 
     async def prepare(self) -> str:
         body = await self._call("POST")
         key = body.get("listenKey")
         if not isinstance(key, str) or not key:
-            raise RuntimeError(f"POST {self.paths.listen_key}: no listenKey in {body!r}")
+            raise RuntimeError(f"POST {self.path}: no listenKey in {body!r}")
         self.listen_key = key
         return f"{self.ws_url}/ws/{key}"
 
@@ -103,7 +191,7 @@ class BinanceUserStream(VenueUserStream):
         while True:
             await asyncio.sleep(delay)
             try:
-                await self._call("PUT", self._key_params())
+                await self._call("PUT")
             except ListenKeyGone as exc:
                 return f"listenKey gone: {exc}"
             except (httpx.HTTPError, RuntimeError) as exc:  # the key lives on for a while: retry soon
@@ -117,29 +205,14 @@ class BinanceUserStream(VenueUserStream):
         """Close the key (its streams end) and the HTTP client."""
         try:
             if self.listen_key is not None:
-                await self._call("DELETE", self._key_params())
+                await self._call("DELETE")
         except (httpx.HTTPError, RuntimeError, ListenKeyGone):
             pass
         finally:
             await self.http.aclose()
 
-    # --- events -------------------------------------------------------------------------------
-
     def parse(self, frame: str | bytes) -> Parsed:
-        event = _decode(frame)
-        if isinstance(event, _ExecutionReport):
-            return Parsed(orders=[_execution_report(event)])
-        if isinstance(event, _AccountPosition):
-            ts = _us(event.u or event.E)
-            return Parsed(balances=[BalanceUpdate(b.a, b.f, b.locked, ts) for b in event.B])
-        if isinstance(event, _OrderTradeUpdate):
-            return Parsed(orders=[_order_trade_update(event)])
-        if isinstance(event, _AccountUpdate):
-            ts = _us(event.T or event.E)
-            return Parsed(balances=[BalanceUpdate(b.a, b.wb, _ZERO, ts) for b in event.a.B])
-        if isinstance(event, _ListenKeyExpired):
-            return Parsed(reconnect="listenKeyExpired")
-        return Parsed()
+        return self._event(_decode(frame))
 
 
 # --- the events, as decoded -----------------------------------------------------------------------
@@ -246,8 +319,48 @@ class _AccountUpdate(_Event, tag="ACCOUNT_UPDATE", kw_only=True):
     a: _AccountBalances
 
 
-class _ListenKeyExpired(_Event, tag="listenKeyExpired"):
-    pass
+class _Ending(_Event):
+    """An event after which this connection carries nothing more: it is replaced."""
+
+    why = ""
+
+
+class _ListenKeyExpired(_Ending, tag="listenKeyExpired"):
+    why = "listenKeyExpired"
+
+
+class _StreamTerminated(_Ending, tag="eventStreamTerminated"):
+    why = "eventStreamTerminated: the venue ended the subscription"
+
+
+class _ServerShutdown(_Ending, tag="serverShutdown"):
+    why = "serverShutdown: the venue is taking this server down"
+
+
+class _Subscribed(msgspec.Struct, gc=False):
+    subscriptionId: int
+
+
+class _Error(msgspec.Struct, gc=False):
+    code: int | None = None
+    msg: str = ""
+
+
+_NO_EVENT = msgspec.Raw(b"")
+
+
+class _WsApiMessage(msgspec.Struct, gc=False):
+    """A WebSocket API frame: an answer (``id``, ``status``, ``result`` or ``error``), or an event
+    (``event``, with the ``subscriptionId`` it belongs to; none on connection events). The event
+    and the result are kept raw: an event is decoded into its own struct by ``_decode``, a result
+    only when it answers this stream's request."""
+
+    id: str | int | None = None
+    status: int | None = None
+    result: msgspec.Raw = _NO_EVENT
+    error: _Error | None = None
+    subscriptionId: int | None = None
+    event: msgspec.Raw = _NO_EVENT
 
 
 class _Kind(msgspec.Struct):
@@ -257,8 +370,11 @@ class _Kind(msgspec.Struct):
     e: Any
 
 
-_AnyEvent = _ExecutionReport | _AccountPosition | _OrderTradeUpdate | _AccountUpdate | _ListenKeyExpired
+_AnyEvent = (_ExecutionReport | _AccountPosition | _OrderTradeUpdate | _AccountUpdate | _ListenKeyExpired
+             | _StreamTerminated | _ServerShutdown)  # fmt: skip
 _events = msgspec.json.Decoder(_AnyEvent)
+_ws_api_message = msgspec.json.Decoder(_WsApiMessage)
+_subscribed = msgspec.json.Decoder(_Subscribed)
 _kind = msgspec.json.Decoder(_Kind)
 _KINDS = frozenset(event.__struct_config__.tag for event in get_args(_AnyEvent))
 _ZERO = Decimal(0)
@@ -328,11 +444,14 @@ def _order_trade_update(event: _OrderTradeUpdate) -> OrderUpdate:
     return OrderUpdate(o.s, order, fill)
 
 
-def binance_user_stream(paths_or_market: BinanceUserStreamPaths | str, rest_url: str, ws_url: str, api_key: str,
-                        *, keepalive_interval: float = KEEPALIVE_INTERVAL,
+def binance_user_stream(venue: str, rest_url: str, ws_url: str, api_key: str, signer: BinanceSigner, *,
+                        recv_window_ms: int = 5000, keepalive_interval: float = KEEPALIVE_INTERVAL,
                         backoff: Backoff | None = None) -> BinanceUserStream:  # fmt: skip
-    """The user stream of one API key: ``paths_or_market`` is ``"binance-spot"`` / ``"binance-usdm"``
-    (or paths); ``rest_url`` the API host (the listenKey endpoints), ``ws_url`` the stream host."""
-    paths = PATHS[paths_or_market] if isinstance(paths_or_market, str) else paths_or_market
-    return BinanceUserStream(paths, rest_url, ws_url, api_key, keepalive_interval=keepalive_interval,
-                             backoff=backoff)  # fmt: skip
+    """The user stream of one API key: ``venue`` is ``"binance-spot"`` (``ws_url``: the WebSocket
+    API's, ``wss://ws-api.binance.com:443/ws-api/v3``) or ``"binance-usdm"`` (``ws_url``: the stream
+    host; ``rest_url``: the API host, for the listenKey endpoint)."""
+    paths = PATHS[venue]
+    if paths.listen_key is None:
+        return WsApiUserStream(venue, ws_url, api_key, signer, recv_window_ms=recv_window_ms, backoff=backoff)
+    return ListenKeyUserStream(paths, rest_url, ws_url, api_key, keepalive_interval=keepalive_interval,
+                               backoff=backoff)  # fmt: skip
