@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict, defaultdict, deque
@@ -106,6 +107,14 @@ MAX_IN_FLIGHT = 512
 RESUME_AT = MAX_IN_FLIGHT - 128
 #: Seconds a rebalance may wait for the revoked partitions' running commands to finish.
 HAND_OVER = 20.0
+#: How long a transaction may stay open before the broker aborts it. Ours last milliseconds; a
+#: router killed in the middle of one leaves its offsets pending, and the next owner of its
+#: partitions cannot read where to start until the broker aborts it (10 s, as Kafka Streams sets
+#: for exactly-once, plus the broker's cleanup interval, 10 s by default).
+TRANSACTION_TIMEOUT_MS = 10_000
+#: How long a newly assigned partition's committed offset is asked for before the router gives up
+#: (and stops, loudly): beyond a dead owner's open transaction, something is wrong.
+ASSIGN_TIMEOUT = 120.0
 #: Latency samples kept for the status percentiles.
 SAMPLES = 20_000
 
@@ -154,6 +163,21 @@ def _reservation(metadata: str | None) -> int | None:
     if metadata and metadata.startswith(RESERVED) and metadata[len(RESERVED) :].isdigit():
         return int(metadata[len(RESERVED) :])
     return None
+
+
+def _patiently(ask: Callable[[float], T], what: str) -> T:
+    """``ask(timeout)`` again while the broker cannot answer yet, for up to ``ASSIGN_TIMEOUT``.
+    Partitions taken over from a router killed inside a transaction have offsets pending until the
+    broker aborts it (``TRANSACTION_TIMEOUT_MS``): their committed offsets cannot be read before."""
+    deadline = time.monotonic() + ASSIGN_TIMEOUT
+    while True:
+        try:
+            return ask(10.0)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("waiting for %s (a previous owner's transaction may still be open): %s", what, exc)
+            time.sleep(0.5)
 
 
 class _Partition:
@@ -251,7 +275,8 @@ class OrderRouter:
         # and a report per record costs a trip into Python (holding the GIL) inside commit_transaction.
         self.producer = Producer({**self.kafka.client_config(), "transactional.id": f"{s.group_id}.{s.instance_id}",
                                   "enable.idempotence": True, "acks": "all", "linger.ms": 1,
-                                  "transaction.timeout.ms": 60_000, "delivery.report.only.error": True})  # fmt: skip
+                                  "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                                  "delivery.report.only.error": True})  # fmt: skip
         self.producer.init_transactions(30)  # aborts what the previous incarnation left open
         for state in self._load_state():
             self.book.put(state)
@@ -303,23 +328,34 @@ class OrderRouter:
     # the new assignment (both go through the loop's queue, in that order).
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            keys = self._assigned_keys(consumer, partitions)
+            # Orders of these partitions may have been answered by another router since this one
+            # read the state: read it again (the state topic is partitioned like the commands).
+            states = self._load_state({tp.partition for tp in partitions} if self._copartitioned else None)
+        except Exception as exc:  # where to start, or what was answered, is unknown: nothing may start
+            self._loop.call_soon_threadsafe(self._stop_consuming, exc)  # type: ignore[union-attr]
+            return
+        self._loop.call_soon_threadsafe(self._assigned, keys, states)  # type: ignore[union-attr]
+        log.warning("command partitions assigned: %s (%d order states read)", [tp.partition for tp in partitions],
+                    len(states))  # fmt: skip
+
+    def _assigned_keys(self, consumer: Consumer,
+                       partitions: list[TopicPartition]) -> list[tuple[tuple[str, int], int, int]]:  # fmt: skip
+        """Each partition's (key, committed offset, previous owner's reservation)."""
         keys = []
-        committed = consumer.committed(partitions, timeout=10)
+        committed = _patiently(lambda timeout: consumer.committed(partitions, timeout=timeout),
+                               "the committed offsets of the assigned command partitions")  # fmt: skip
         for tp, done in zip(partitions, committed, strict=True):
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            low, high = _patiently(lambda timeout, tp=tp: consumer.get_watermark_offsets(tp, timeout=timeout),
+                                   f"the offsets of command partition {tp.partition}")  # fmt: skip
             base = done.offset if done.offset >= 0 else low
             # What a previous owner may have sent: below its reservation (or, from a router that
             # reserved nothing, anything up to the partition's end).
             previous = _reservation(done.metadata)
             self._recovery_until[(tp.topic, tp.partition)] = min(high, previous) if previous is not None else high
             keys.append(((tp.topic, tp.partition), base, max(base, previous or base)))
-        # Orders of these partitions may have been answered by another router since this one read
-        # the state: read it again (the state topic is partitioned like the commands, by order id).
-        numbers = {tp.partition for tp in partitions} if self._copartitioned else None
-        states = self._load_state(numbers)
-        self._loop.call_soon_threadsafe(self._assigned, keys, states)
-        log.warning("command partitions assigned: %s (%d order states read)", [tp.partition for tp in partitions],
-                 len(states))  # fmt: skip
+        return keys
 
     def _assigned(self, keys: list[tuple[tuple[str, int], int, int]], states: list[OrderState]) -> None:
         for key, base, reserved in keys:
@@ -419,10 +455,16 @@ class OrderRouter:
                 self._taken.clear()
                 loop.call_soon_threadsafe(self._take, messages)
                 self._taken.wait()
-        except Exception as exc:  # the consumer is unusable: the router must stop, loudly
+        except:  # noqa: E722 - also what is no Exception: confluent-kafka re-raises a failed callback as a KafkaError
+            # The consumer is unusable: the router must stop, loudly (never sit there, consuming nothing).
+            failure = sys.exc_info()[1]
+            exc = failure if isinstance(failure, BaseException) else KafkaException(failure)
             loop.call_soon_threadsafe(self._stop_consuming, exc)
 
     def _take(self, messages: list[Message]) -> None:
+        if self._fetch_stop.is_set():  # stopping (or failed): these start nowhere; the next owner reads them
+            self._taken.set()
+            return
         consumed_at = time.perf_counter()
         commands, reserve = [], False
         try:

@@ -266,6 +266,47 @@ def test_two_routers_share_the_commands_and_the_survivor_takes_over_a_killed_one
         assert log.count("command partitions assigned") >= 2  # its own share, then the dead one's too
 
 
+def test_partitions_left_inside_a_dead_routers_transaction_are_taken_once_the_broker_aborts_it(
+    settings: Settings, codec: AvroCodec, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    """A router killed inside a transaction leaves the group's offsets pending in it: whoever takes
+    its partitions cannot read where to start until the broker aborts the transaction. The next
+    router waits for that, saying so, then answers every command; it neither dies nor sits there
+    consuming nothing (it did both, once in about ten kills, before)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topics = RouterTopics.make(new_topic)
+    group = f"router-ghost-{random.getrandbits(32):x}"
+    # The dead owner: a transaction holding offsets of the group, never committed, open for 30 s
+    # (longer than a router waits for one reading of its committed offsets: 10 s).
+    ghost = Producer({**settings.kafka.client_config(), "transactional.id": f"{group}.ghost",
+                      "transaction.timeout.ms": 30_000})  # fmt: skip
+    ghost.init_transactions(30)
+    ghost.begin_transaction()
+    outsider = Consumer({**settings.kafka.client_config(), "group.id": group})
+    offsets = [TopicPartition(topics.commands, p, 0) for p in range(3)]
+    ghost.send_offsets_to_transaction(offsets, outsider.consumer_group_metadata(), 30)
+    outsider.close()
+    with SimulatedVenue() as venue:
+        router = RouterProcess.configure(settings, tmp_path, topics, venue, group_id=group)
+        symbol, bid, _, tick, step = venue.top()
+        commands = [create(symbol, Side.BUY, bid - (20 + n % 5) * tick, size_for(bid, step), tag="ghost")
+                    for n in range(30)]  # fmt: skip
+        send_commands(settings, codec, topics.commands, commands)
+        router.start()
+        try:
+            events = wait_answered(settings, codec, topics.events, commands, timeout=90)
+        finally:
+            router.stop()
+        log = router.log.read_text()
+        answered = Counter(e.command_id for e in events if e.status is not OrderStatus.UNKNOWN_OUTCOME)
+        assert set(answered) == {c.command_id for c in commands} and set(answered.values()) == {1}, log[-4000:]
+        assert "a previous owner's transaction may still be open" in log
+        orders = venue.orders_by_client_id()
+        assert all(len(orders.get(client_order_id(c.command_id), [])) == 1 for c in commands)
+    del ghost  # open until here: the broker aborts it on its timeout
+
+
 def test_a_router_restarted_on_a_backlog_asks_the_venue_only_about_what_its_predecessor_reserved(
     settings: Settings, codec: AvroCodec, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
