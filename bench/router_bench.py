@@ -198,6 +198,16 @@ class Answers(threading.Thread):
         self.consumer.close()
 
 
+def stream_messages(status: dict[str, Any]) -> int:
+    """The private stream's messages the router read; a bench run without them measured a router
+    that skipped the stream's work, and is refused."""
+    streams = [v["stream"] for v in status["venues"] if v.get("stream")]
+    count = sum(s["messages"] for s in streams)
+    if not count:
+        raise RuntimeError(f"the router read no private stream message: {streams}")
+    return count
+
+
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
     tickflow = load_settings()
     codec = AvroCodec(SchemaRegistry(tickflow.registry))
@@ -231,7 +241,8 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
                 "kafka_delivery_ms (produced -> consumed by the router)": status["delivery_ms"],
                 "produced_to_answer_committed_ms": percentiles(round_trip),
                 "router_cpu_ms_per_command": round(cpu / len(batch) * 1000, 3),
-                "venue_cpu_ms_per_command": round(venue_cpu / len(batch) * 1000, 3)}  # fmt: skip
+                "venue_cpu_ms_per_command": round(venue_cpu / len(batch) * 1000, 3),
+                "private_stream_messages": stream_messages(status)}  # fmt: skip
 
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
@@ -261,7 +272,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                 "router_cpu_ms_per_command": round(cpu / len(batch) * 1000, 3),
                 "router_capacity_per_core": round(len(batch) / cpu) if cpu else None,
                 "venue_cpu_ms_per_command": round(venue_cpu / len(batch) * 1000, 3),
-                "transactions": status["transactions"]}  # fmt: skip
+                "transactions": status["transactions"], "private_stream_messages": stream_messages(status)}  # fmt: skip
 
 
 def main() -> None:
