@@ -195,6 +195,11 @@ class BookSync:
         self._previous: DepthDiff | None = None
         self._snapshot_id = -1
 
+    @property
+    def buffered(self) -> int:
+        """Diffs held for the next snapshot (at most ``max_buffer``)."""
+        return len(self._buffer)
+
     def on_diff(self, diff: DepthDiff) -> list[Output]:
         self.counters.diffs += 1
         if self.state is SyncState.AWAITING_SNAPSHOT:

@@ -47,7 +47,8 @@ class ReparseResult:
     frames: int = 0
     #: Events published, by target topic.
     published: Counter[str] = field(default_factory=Counter)
-    #: Per venue: its symbols, and book deltas left waiting for a snapshot the topic cannot give.
+    #: Per venue: its symbols, and book deltas left waiting for a snapshot the topic cannot give
+    #: (those held at the end: a book that was live before a reconnect counts only what came after).
     symbols: dict[str, list[str]] = field(default_factory=dict)
     waiting_for_snapshot: Counter[str] = field(default_factory=Counter)
     malformed_frames: int = 0
@@ -144,8 +145,8 @@ def reparse(
     for (venue, _), connection in streams.items():
         result.malformed_frames += connection.stream.counters.malformed_frames
         for sync in connection.stream.syncs.values():
-            if sync.state.value != "live":
-                result.waiting_for_snapshot[venue] += sync.counters.diffs
+            if sync.state.value != "live" and sync.buffered:  # deltas the topic has no snapshot for
+                result.waiting_for_snapshot[venue] += sync.buffered
     producer.flush(60)
     result.seconds = time.monotonic() - started
     return result

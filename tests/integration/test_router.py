@@ -299,7 +299,7 @@ def test_partitions_left_inside_a_dead_routers_transaction_are_taken_once_the_br
         finally:
             router.stop()
         log = router.log.read_text()
-        answered = Counter(e.command_id for e in events if e.status is not OrderStatus.UNKNOWN_OUTCOME)
+        answered = Counter(e.command_id for e in events if e.command_id and e.status is not OrderStatus.UNKNOWN_OUTCOME)
         assert set(answered) == {c.command_id for c in commands} and set(answered.values()) == {1}, log[-4000:]
         assert "a previous owner's transaction may still be open" in log
         orders = venue.orders_by_client_id()
