@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,17 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int:
 
 def free_port(start: int = 18700, stop: int = 19000) -> int:
     return infra_free_port(start, stop)
+
+
+def parse_or_serve(parser: argparse.ArgumentParser, serve: Callable[[int], None]) -> argparse.Namespace | None:
+    """The bench's arguments; None when this process was started as its server
+    (``server_process``), which ran ``serve(port)`` instead."""
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return None
+    return args
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import server_process
+from bench.harness import parse_or_serve, server_process
 from producers.venues.http1 import Http1Pool
 
 ANSWER = json.dumps({
@@ -138,10 +138,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each case; the median is shown")
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--concurrency", default="1,16")
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
+    args = parse_or_serve(parser, serve)
+    if args is None:
         return
     with server_process(__file__) as port:
         base = f"http://127.0.0.1:{port}"

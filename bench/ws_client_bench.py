@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import server_process
+from bench.harness import parse_or_serve, server_process
 from producers.venues import ws1
 
 REPORT = json.dumps({
@@ -163,10 +163,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=4, help="frames a write (an order's updates)")
     parser.add_argument("--interval-ms", type=float, default=1.0, help="pause between bursts")
     parser.add_argument("--clients", default=",".join(CLIENTS))
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
+    args = parse_or_serve(parser, serve)
+    if args is None:
         return
     import uvloop
 

@@ -34,20 +34,10 @@ from tickflow.codec import AvroCodec
 from tickflow.config import KafkaSettings
 from tickflow.errors import BrokerUnavailable, CodecError, KafkaError, OffsetOutOfRange, UnknownTopic
 from tickflow.events import Event
+from tickflow.kafka_retry import ask_until
 from tickflow.kafka_select import select as _select
 
 log = logging.getLogger(__name__)
-
-# Answers that a leader election or a reconnect ends. librdkafka does not flag the errors of its
-# synchronous offset queries as retriable, so they are named here.
-_TRANSIENT = frozenset({
-    RdKafkaError.NOT_LEADER_FOR_PARTITION,
-    RdKafkaError.LEADER_NOT_AVAILABLE,
-    RdKafkaError.FENCED_LEADER_EPOCH,
-    RdKafkaError.UNKNOWN_LEADER_EPOCH,
-    RdKafkaError.REQUEST_TIMED_OUT,
-    RdKafkaError._TRANSPORT,
-})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -203,26 +193,17 @@ class EventConsumer:
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """(low, high): the first offset still held and the offset the next record will get."""
         tp = TopicPartition(topic, partition)
-        return self._asking(f"cannot read offsets of {topic}[{partition}]",
+        return self._asking(f"the offsets of {topic}[{partition}]",
                             lambda timeout: self._consumer.get_watermark_offsets(tp, timeout=timeout))  # fmt: skip
 
-    def _asking(self, failure: str, ask: Callable[[float], Any]) -> Any:
-        """``ask(timeout)``, asked again while the broker's answer is a retriable error, for up to
-        the consumer's timeout in all. Just after a broker is lost, its partitions answer "not
-        leader" until a new leader is elected and the client's metadata catches up: a reader
-        opened then waits for that instead of failing."""
-        deadline = time.monotonic() + self._timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                return ask(max(left, 0.1))
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], RdKafkaError) else None
-                transient = error is not None and (error.retriable() or error.code() in _TRANSIENT)
-                if not transient or left <= 0.25:
-                    raise BrokerUnavailable(f"{failure}: {exc}") from exc
-                log.info("%s (retrying): %s", failure, error.str())
-                time.sleep(0.2)
+    def _asking(self, what: str, ask: Callable[[float], Any]) -> Any:
+        """``ask(timeout)``, asked again while the broker cannot answer yet, within the consumer's
+        timeout. Just after a broker is lost, its partitions answer "not leader" until a new
+        leader is elected: a reader opened then waits for that instead of failing."""
+        try:
+            return ask_until(ask, what, within=self._timeout, attempt=self._timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot read {what}: {exc}") from exc
 
     def _resolve(self, topics: list[str], start: StartAt, end: EndAt, only: list[int] | None) -> None:
         """The assignment (each partition at its start offset) and each partition's end, from one
@@ -268,7 +249,7 @@ class EventConsumer:
     def _offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
         """The first offset whose record timestamp is at or after ``timestamp_ms`` (None: none yet)."""
         wanted = [TopicPartition(topic, partition, timestamp_ms)]
-        (found,) = self._asking(f"cannot look up offsets by time on {topic}[{partition}]",
+        (found,) = self._asking(f"the offsets by time of {topic}[{partition}]",
                                 lambda timeout: self._consumer.offsets_for_times(wanted, timeout=timeout))  # fmt: skip
         return found.offset if found.offset >= 0 else None
 

@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from confluent_kafka import (
@@ -95,6 +96,7 @@ from tickflow.events import (
     OrderStatus,
     RejectReason,
 )
+from tickflow.kafka_retry import ask_until
 
 log = logging.getLogger(__name__)
 
@@ -163,21 +165,6 @@ def _reservation(metadata: str | None) -> int | None:
     if metadata and metadata.startswith(RESERVED) and metadata[len(RESERVED) :].isdigit():
         return int(metadata[len(RESERVED) :])
     return None
-
-
-def _patiently(ask: Callable[[float], T], what: str) -> T:
-    """``ask(timeout)`` again while the broker cannot answer yet, for up to ``ASSIGN_TIMEOUT``.
-    Partitions taken over from a router killed inside a transaction have offsets pending until the
-    broker aborts it (``TRANSACTION_TIMEOUT_MS``): their committed offsets cannot be read before."""
-    deadline = time.monotonic() + ASSIGN_TIMEOUT
-    while True:
-        try:
-            return ask(10.0)
-        except KafkaException as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("waiting for %s (a previous owner's transaction may still be open): %s", what, exc)
-            time.sleep(0.5)
 
 
 class _Partition:
@@ -344,11 +331,16 @@ class OrderRouter:
                        partitions: list[TopicPartition]) -> list[tuple[tuple[str, int], int, int]]:  # fmt: skip
         """Each partition's (key, committed offset, previous owner's reservation)."""
         keys = []
-        committed = _patiently(lambda timeout: consumer.committed(partitions, timeout=timeout),
-                               "the committed offsets of the assigned command partitions")  # fmt: skip
+        # Partitions taken over from a router killed inside a transaction have their offsets
+        # pending in it until the broker aborts it (``TRANSACTION_TIMEOUT_MS``): asked again.
+        patiently = partial(ask_until, within=ASSIGN_TIMEOUT, attempt=10.0, retry=lambda exc: True,
+                            level=logging.WARNING)  # fmt: skip
+        committed = patiently(lambda timeout: consumer.committed(partitions, timeout=timeout),
+                              "the committed offsets of the assigned command partitions (a previous "
+                              "owner's transaction may still be open)")  # fmt: skip
         for tp, done in zip(partitions, committed, strict=True):
-            low, high = _patiently(lambda timeout, tp=tp: consumer.get_watermark_offsets(tp, timeout=timeout),
-                                   f"the offsets of command partition {tp.partition}")  # fmt: skip
+            low, high = patiently(lambda timeout, tp=tp: consumer.get_watermark_offsets(tp, timeout=timeout),
+                                  f"the offsets of command partition {tp.partition}")  # fmt: skip
             base = done.offset if done.offset >= 0 else low
             # What a previous owner may have sent: below its reservation (or, from a router that
             # reserved nothing, anything up to the partition's end).

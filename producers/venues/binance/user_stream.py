@@ -130,7 +130,7 @@ class WsApiUserStream(BinanceUserStream):
 
     def parse(self, frame: str | bytes) -> Parsed:
         message = _ws_api_message.decode(frame)
-        if message.event is not _NO_EVENT:
+        if message.event is not _ABSENT:
             if message.subscriptionId is not None and message.subscriptionId != self.subscription_id:
                 return Parsed()  # not this stream's (only one subscription is made per connection)
             return self._event(_decode(message.event))
@@ -346,7 +346,7 @@ class _Error(msgspec.Struct, gc=False):
     msg: str = ""
 
 
-_NO_EVENT = msgspec.Raw(b"")
+_ABSENT = msgspec.Raw(b"")
 
 
 class _WsApiMessage(msgspec.Struct, gc=False):
@@ -357,10 +357,10 @@ class _WsApiMessage(msgspec.Struct, gc=False):
 
     id: str | int | None = None
     status: int | None = None
-    result: msgspec.Raw = _NO_EVENT
+    result: msgspec.Raw = _ABSENT
     error: _Error | None = None
     subscriptionId: int | None = None
-    event: msgspec.Raw = _NO_EVENT
+    event: msgspec.Raw = _ABSENT
 
 
 class _Kind(msgspec.Struct):
