@@ -104,8 +104,8 @@ def format_storage(node: KafkaNode, nodes: list[KafkaNode], libs: Path, java: st
             f"-Dkafka.logs.dir={node.logs_dir}",
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # One argument: an id may start with "-" (base64url), which a separate one would pass for an option.
+            f"--cluster-id={cluster_id}",
             "-c",
             str(node.config_file),
         ],

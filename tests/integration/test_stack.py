@@ -190,3 +190,18 @@ def test_a_failed_download_says_what_maven_said(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     # Nothing half-downloaded is left looking like a finished download.
     assert not list((tmp_path / "empty-cache").glob("kafka-*/libs"))
+
+
+def test_storage_is_formatted_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Path) -> None:
+    """A base64url cluster id starts with "-" once in 64: passed as a separate argument, Kafka's
+    StorageTool took it for an option and the cluster did not start (a CI run failed on it)."""
+    from infra import artifacts
+    from infra.kafka import cluster_nodes, format_storage
+    from tickflow.config import StackSettings
+
+    libs = artifacts.kafka_libs(StackSettings().cache_dir, lambda _: None)
+    nodes = cluster_nodes(tmp_path, 19999, 1)
+    java = artifacts.require_tool("java", "format Kafka storage")
+    format_storage(nodes[0], nodes, libs, java, "-bCdEfGhIjKlMnOpQrStUv")
+    (meta,) = tmp_path.rglob("meta.properties")
+    assert "cluster.id=-bCdEfGhIjKlMnOpQrStUv" in meta.read_text()
