@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import sys
 from collections.abc import Callable
@@ -710,13 +709,13 @@ def _options(
     """tickflow: crypto market data and orders on Kafka."""
     import os
 
-    from tickflow.logs import configure_logging
+    from tickflow.logs import configure_logging, log_level
 
     if log_format is not None:
         if log_format not in ("text", "json"):
             raise typer.BadParameter(f"--log-format {log_format}: text or json")
         os.environ["TICKFLOW_LOG_FORMAT"] = log_format  # the processes `tickflow up` starts too
-        configure_logging(logging.WARNING, log_format, _secrets())
+        configure_logging(log_level(), log_format, _secrets())
 
 
 def _secrets() -> list[str]:
@@ -729,10 +728,10 @@ def _secrets() -> list[str]:
 
 
 def main() -> None:
-    from tickflow.logs import configure_logging
+    from tickflow.logs import configure_logging, log_level
 
-    configure_logging(logging.WARNING, secrets=_secrets())
     try:
+        configure_logging(log_level(), secrets=_secrets())
         app()
     except TickflowError as exc:
         # A typed error is an answer, not a crash: print its message, not a traceback.

@@ -1,6 +1,7 @@
 """Logging for every tickflow process: text or JSON lines, and no secret in either.
 
-``configure_logging(level, fmt, secrets)`` sets the root logger's one handler (stderr). With
+``configure_logging(level, fmt, secrets)`` sets the root logger's one handler (stderr); the
+commands take the level from ``TICKFLOW_LOG_LEVEL`` (default WARNING). With
 ``fmt="json"`` (``tickflow --log-format json ...``, or ``TICKFLOW_LOG_FORMAT=json``, which the
 processes ``tickflow up`` starts inherit) each record is one JSON object: ``ts`` (ISO 8601,
 UTC), ``level``, ``logger``, ``message``, ``process``, and ``exception`` when there is one.
@@ -23,6 +24,7 @@ import time
 from collections.abc import Iterable
 
 from tickflow.config import Settings
+from tickflow.errors import ConfigError
 
 _SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|KEY", re.IGNORECASE)
 #: Values shorter than this are not redacted (they would match everywhere: "1", "true").
@@ -96,6 +98,19 @@ def log_format() -> str:
     """``text`` or ``json``, from ``TICKFLOW_LOG_FORMAT``."""
     value = os.environ.get("TICKFLOW_LOG_FORMAT", "text").lower()
     return value if value in ("text", "json") else "text"
+
+
+#: The levels ``TICKFLOW_LOG_LEVEL`` may name.
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level() -> str:
+    """The level from ``TICKFLOW_LOG_LEVEL`` (default WARNING); a name it does not know is an error
+    the command reports, not a silent default."""
+    value = os.environ.get("TICKFLOW_LOG_LEVEL", "WARNING").strip().upper()
+    if value not in LEVELS:
+        raise ConfigError(f"TICKFLOW_LOG_LEVEL={value!r}: one of {', '.join(LEVELS)}")
+    return value
 
 
 def register_secrets(*values: str) -> None:

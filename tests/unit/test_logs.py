@@ -93,3 +93,18 @@ def test_configure_logging_replaces_the_root_handler() -> None:
         assert root.handlers == [handler] and isinstance(handler.formatter, JsonFormatter)
     finally:
         root.handlers = before
+
+
+def test_the_log_level_comes_from_the_environment_and_a_bad_one_is_an_error() -> None:
+    """``TICKFLOW_LOG_LEVEL=debug`` lets a command's debug lines through; a level nobody knows
+    stops the command with a message naming the choices (not a silent WARNING)."""
+    env = {"PATH": "/usr/bin:/bin", "TICKFLOW_LOG_LEVEL": "debug"}
+    probe = "import logging, tickflow.logs as logs; logs.configure_logging(logs.log_level()); "
+    debug = subprocess.run([sys.executable, "-c", probe + "logging.getLogger('p').debug('visible')"], env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "DEBUG p: visible" in debug.stderr
+    env["TICKFLOW_LOG_LEVEL"] = "loud"
+    bad = subprocess.run([sys.executable, "-m", "tickflow.cli", "--help"], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert bad.returncode == 1
+    assert "TICKFLOW_LOG_LEVEL='LOUD'" in bad.stdout + bad.stderr and "DEBUG" in bad.stdout + bad.stderr
