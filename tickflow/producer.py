@@ -32,11 +32,16 @@ from tickflow.events import Event
 
 log = logging.getLogger(__name__)
 
+#: Every producer's partitioner: murmur2, as Java clients and Faust (aiokafka) use. One key, one
+#: partition number on every topic, whoever produced it (the router reads an order's state from
+#: the state partition numbered like the command partition it owns).
+PARTITIONER = "murmur2_random"
+
 #: Tuned for market data: small linger for latency, large batches and zstd for throughput.
 DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
-    "partitioner": "murmur2_random",
+    "partitioner": PARTITIONER,
     "linger.ms": 5,
     "batch.size": 1_000_000,
     "batch.num.messages": 10_000,

@@ -47,6 +47,7 @@ from confluent_kafka import (
 
 from processors.router import orders as book_events
 from processors.router.checks import CheckFailed, PreTradeChecks, Rejection, invalid
+from processors.router.locks import KeyedLocks
 from processors.router.market import MarketView
 from processors.router.orders import (
     OrderBook,
@@ -97,6 +98,7 @@ from tickflow.events import (
     RejectReason,
 )
 from tickflow.kafka_retry import ask_until
+from tickflow.producer import PARTITIONER
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ HAND_OVER = 20.0
 #: partitions cannot read where to start until the broker aborts it (10 s, as Kafka Streams sets
 #: for exactly-once, plus the broker's cleanup interval, 10 s by default).
 TRANSACTION_TIMEOUT_MS = 10_000
+#: Transactions aborted in a row (each retried without its offsets) before the router gives up.
+TRANSACTION_ATTEMPTS = 6
 #: How long a newly assigned partition's committed offset is asked for before the router gives up
 #: (and stops, loudly): beyond a dead owner's open transaction, something is wrong.
 ASSIGN_TIMEOUT = 120.0
@@ -159,6 +163,13 @@ class RouterStats:
 
 #: The offsets' metadata that carries a partition's reservation (see ``_Partition``).
 RESERVED = "tickflow.reserved="
+
+
+def _again(call: Callable[[float], T], what: str) -> T:
+    """A transactional call, made again while it fails with a retriable error (librdkafka: "the
+    application may retry" the very call), for a minute at most."""
+    return ask_until(call, what, within=60.0, attempt=30.0, retry=lambda exc: exc.args[0].retriable(),
+                     level=logging.WARNING)  # fmt: skip
 
 
 def _reservation(metadata: str | None) -> int | None:
@@ -225,7 +236,8 @@ class OrderRouter:
         #: Per partition, the end offset when this router took it over: commands below it may
         #: have been executed by a previous incarnation whose answer was never committed.
         self._recovery_until: dict[tuple[str, int], int] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        #: Each order's lock: its commands, and the stream reports that come while one runs, in turn.
+        self._locks = KeyedLocks()
         self._tasks: set[asyncio.Task] = set()
         self._background: set[asyncio.Future] = set()
         #: The consumer's thread (``_fetch_forever``): fetches while there is room for more commands
@@ -262,6 +274,7 @@ class OrderRouter:
         # and a report per record costs a trip into Python (holding the GIL) inside commit_transaction.
         self.producer = Producer({**self.kafka.client_config(), "transactional.id": f"{s.group_id}.{s.instance_id}",
                                   "enable.idempotence": True, "acks": "all", "linger.ms": 1,
+                                  "partitioner": PARTITIONER,
                                   "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
                                   "delivery.report.only.error": True})  # fmt: skip
         self.producer.init_transactions(30)  # aborts what the previous incarnation left open
@@ -567,10 +580,10 @@ class OrderRouter:
         """Answer one command: exactly one outcome event, unless it was answered before."""
         self.stats.commands += 1
         consumed_at = time.perf_counter() if consumed_at is None else consumed_at
-        lock = self._locks.setdefault(command.order_id, asyncio.Lock())
-        async with lock:
+        async with self._locks.hold(command.order_id):
             if self.book.answered(command):
                 self.stats.repeats_skipped += 1
+                log.debug("%s: answered before, skipped", command.command_id)
                 return
             first = [True]
 
@@ -590,8 +603,6 @@ class OrderRouter:
                 self.stats.internal_errors += 1
                 log.exception("command %s of order %s failed inside the router", command.command_id, command.order_id)
                 self._reject(command, Rejection(RejectReason.OTHER, "internal_error", f"router error: {exc!r}"))
-        if not lock.locked() and lock is self._locks.get(command.order_id):
-            del self._locks[command.order_id]
 
     async def _execute(self, command: OrderCommand, recovering: bool) -> None:
         instrument = self.checks.command(command, now_us())
@@ -814,6 +825,8 @@ class OrderRouter:
         self.stats.outcome(OrderStatus.REJECTED, rejection.rule)
 
     def _publish(self, evt: OrderEvent, state: OrderState | None) -> None:
+        if evt.command_id is not None:
+            log.debug("%s: %s (order %s)", evt.command_id, evt.status.name, evt.order_id)
         self._outbox.append((self.settings.events_topic, evt))
         if state is not None:
             self.book.put(state)
@@ -899,6 +912,8 @@ class OrderRouter:
         if not records and summary == self._last_offsets:
             return
         with_offsets = await asyncio.to_thread(self._transaction, records, [tp for tp, _, _ in offsets])
+        log.debug("transaction committed: %d records, offsets %s", len(records),
+                  summary if with_offsets else "none")  # fmt: skip
         if with_offsets:
             self._last_offsets = summary
             for _, part, reserve in offsets:
@@ -907,11 +922,16 @@ class OrderRouter:
 
     def _transaction(self, records: list[tuple[str, str, bytes]], offsets: list[TopicPartition]) -> bool:
         """Commit ``records`` and ``offsets`` in one transaction; whether the offsets were in it
-        (an aborted attempt is retried without them)."""
+        (an aborted attempt is retried without them).
+
+        librdkafka's rules: a call failing with a retriable error is made again as it was (never
+        a new transaction: a commit that timed out may have gone through, and producing the
+        records again would answer their commands twice); a failure that requires an abort is
+        aborted, and the records go again in a new transaction; anything else (fenced by a
+        newer incarnation, fatal) stops the router, and a restart carries on."""
         producer, consumer = self.producer, self.consumer
         assert producer is not None and consumer is not None
-        failures = 0
-        while True:
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
                 producer.begin_transaction()
                 for topic, key, value in records:
@@ -922,26 +942,19 @@ class OrderRouter:
                         except BufferError:
                             producer.poll(0.05)
                 if offsets:
-                    producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
-                producer.commit_transaction(30)
+                    send = partial(producer.send_offsets_to_transaction, offsets, consumer.consumer_group_metadata())
+                    _again(send, "the offsets sent to the transaction")
+                _again(producer.commit_transaction, "the transaction's commit")
                 return bool(offsets)
             except KafkaException as exc:
-                error = exc.args[0]
-                failures += 1
-                if failures > 5:
-                    raise  # a transaction that keeps failing: stop, loudly; a restart carries on
-                if error.txn_requires_abort():
-                    # A rebalance can make the offsets no longer ours: the records go again without
-                    # them (the next transaction sends the offsets the router then holds).
-                    log.warning("transaction aborted, retrying it without its offsets: %s", error)
-                    producer.abort_transaction(30)
-                    offsets = []
-                    continue
-                if error.retriable():
-                    log.warning("transaction commit failed, retrying: %s", error)
-                    time.sleep(0.2)
-                    continue
-                raise  # fenced by a newer incarnation, or fatal: stop, the newer one carries on
+                if not exc.args[0].txn_requires_abort() or attempt == TRANSACTION_ATTEMPTS:
+                    raise
+                # A rebalance can make the offsets no longer ours: the records go again without
+                # them (the next transaction sends the offsets the router then holds).
+                log.warning("transaction aborted, retrying it without its offsets: %s", exc.args[0])
+                _again(producer.abort_transaction, "the transaction's abort")
+                offsets = []
+        raise AssertionError("unreachable")
 
     # --- private streams ----------------------------------------------------------------------
 
@@ -957,8 +970,7 @@ class OrderRouter:
                 self.stats.stream_unmatched += 1
                 self._early[(account, venue, update.order.client_order_id)].append((time.monotonic(), update))
                 return
-            lock = self._locks.get(state.order_id)
-            if lock is None or not lock.locked():
+            if not self._locks.busy(state.order_id):
                 self._apply_now(state.order_id, update)  # nobody works on the order: no task needed
             else:
                 self._spawn(self._apply_update(state.order_id, update))
@@ -981,7 +993,7 @@ class OrderRouter:
 
     async def _apply_update(self, order_id: str, update: OrderUpdate) -> None:
         """A stream report about an order a command works on: after that command."""
-        async with self._locks.setdefault(order_id, asyncio.Lock()):
+        async with self._locks.hold(order_id):
             self._apply_now(order_id, update)
 
     def _apply_now(self, order_id: str, update: OrderUpdate) -> None:
@@ -1041,8 +1053,7 @@ class OrderRouter:
                 log.warning("reconciliation of %s at %s: %s", *key, exc)
                 continue
             for state in states:
-                lock = self._locks.get(state.order_id)
-                if lock is not None and lock.locked():
+                if self._locks.busy(state.order_id):
                     continue  # a command is working on it
                 order = venue_open.get(state.client_order_id)
                 if order is None:
@@ -1055,14 +1066,18 @@ class OrderRouter:
                         continue
                     if order is None:
                         continue
+                # A command may have taken the order while the venue was asked: it is left to the
+                # command (whose answer, made from the state it started with, would undo this).
                 current = self.book.get(state.order_id)
-                if current is None or not current.open:
+                if current is None or not current.open or self._locks.busy(state.order_id):
                     continue
                 self._reconciled(current, order)
 
     def _reconciled(self, state: OrderState, order: VenueOrder) -> None:
         if order.status == state.status and order.filled_size == state.filled_size:
             return
+        if order.filled_size < state.filled_size:
+            return  # the venue's answer is older than the fills the stream has told since
         self.stats.reconciled += 1
         updated = with_venue(state, order)
         fill = order.filled_size - state.filled_size

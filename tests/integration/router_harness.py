@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 import yaml
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
@@ -172,6 +173,8 @@ class RouterProcess:
         self.starts += 1
         command = [sys.executable, "-m", "tickflow.cli", "router", "--router-config", str(self.config)]
         with self.log.open("ab") as out:
+            out.write(f"--- test: start {self.starts} ---\n".encode())
+            out.flush()
             self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=out)
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
@@ -189,6 +192,8 @@ class RouterProcess:
             self.kills += 1
             self.process.kill()
             self.process.wait(10)
+            with self.log.open("ab") as out:
+                out.write(f"--- test: kill {self.kills} ---\n".encode())
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -208,15 +213,15 @@ class RouterProcess:
             self.stop()
 
 
-def read_events(settings: Settings, codec: AvroCodec, topic: str, kind: type = OrderEvent) -> list:
-    """Every committed ``kind`` record of ``topic`` (read committed: what consumers of it see)."""
+def committed_records(settings: Settings, topic: str) -> list[Message]:
+    """Every committed record of ``topic`` (read committed: what its consumers see)."""
     consumer = Consumer({**settings.kafka.client_config(), "group.id": f"read-{secrets.token_hex(4)}",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
                          "enable.partition.eof": True})  # fmt: skip
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        left, events = set(partitions), []
+        left, records = set(partitions), []
         deadline = time.monotonic() + 60
         while left and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
@@ -225,12 +230,23 @@ def read_events(settings: Settings, codec: AvroCodec, topic: str, kind: type = O
             if msg.error():
                 left.discard(msg.partition())
                 continue
-            event = codec.decode(msg.value())
-            if isinstance(event, kind):
-                events.append(event)
-        return events
+            records.append(msg)
+        return records
     finally:
         consumer.close()
+
+
+def read_events(settings: Settings, codec: AvroCodec, topic: str, kind: type = OrderEvent) -> list:
+    """Every committed ``kind`` record of ``topic``."""
+    return [e for msg in committed_records(settings, topic) if isinstance(e := codec.decode(msg.value()), kind)]
+
+
+def partitions_by_order(settings: Settings, codec: AvroCodec, topic: str) -> dict[str, set[int]]:
+    """The partitions each order's records are in, on ``topic`` (commands or order states)."""
+    found = defaultdict(set)
+    for msg in committed_records(settings, topic):
+        found[codec.decode(msg.value()).order_id].add(msg.partition())
+    return dict(found)
 
 
 def send_commands(settings: Settings, codec: AvroCodec, topic: str, commands: list) -> None:

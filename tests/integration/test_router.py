@@ -24,6 +24,7 @@ from tests.integration.router_harness import (
     RouterTopics,
     SimulatedVenue,
     create,
+    partitions_by_order,
     read_events,
     send_commands,
     size_for,
@@ -146,6 +147,7 @@ def test_kill_9_at_random_points_never_duplicates_or_loses_an_order(
                     order_5xx_before_accept_every=19, order_429_every=29, rest_retry_after=1)  # fmt: skip
     with SimulatedVenue(faults=faults) as venue:
         router = RouterProcess.configure(settings, tmp_path, topics, venue)
+        router.extra_env["TICKFLOW_LOG_LEVEL"] = "DEBUG"  # each answer and transaction: a failure shows its cause
         symbol, bid, ask, tick, step = venue.top()
         commands: list[object] = []
         creates: list[object] = []
@@ -189,6 +191,12 @@ def test_kill_9_at_random_points_never_duplicates_or_loses_an_order(
         missing = wanted - set(final)
         assert not missing, f"{len(missing)} commands never answered"
         doubled = {c: n for c, n in final.items() if n > 1}
+        if doubled:
+            orders = {e.order_id for e in events if e.command_id in doubled}
+            told = [f"{e.command_id} {e.status.name} {e.venue_message}" for e in events if e.order_id in orders]
+            lines = [line for line in router.log.read_text().splitlines()
+                     if "--- test:" in line or any(o in line for o in orders) or "assigned" in line]  # fmt: skip
+            print("\n".join(told + lines))
         assert not doubled, f"commands answered more than once: {list(doubled.items())[:5]}"
         assert set(final) == wanted  # and no answer to a command nobody sent
 
@@ -264,6 +272,11 @@ def test_two_routers_share_the_commands_and_the_survivor_takes_over_a_killed_one
         for command in commands:
             assert len(orders.get(client_order_id(command.command_id), [])) == 1
         assert log.count("command partitions assigned") >= 2  # its own share, then the dead one's too
+        # Each order's state is in the partition numbered like its commands': the one a router
+        # taking those commands over reads again (not one another partitioner chose).
+        commanded = partitions_by_order(settings, codec, topics.commands)
+        stated = partitions_by_order(settings, codec, topics.state)
+        assert {o: stated.get(o) for o in commanded} == commanded
 
 
 def test_partitions_left_inside_a_dead_routers_transaction_are_taken_once_the_broker_aborts_it(
