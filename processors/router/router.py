@@ -184,13 +184,16 @@ class _Partition:
     transactions reserved, so whatever a crashed router may have sent lies between the committed
     offset and its reservation, and only those creates need asking the venue about."""
 
-    def __init__(self, base: int, reserved: int) -> None:
+    def __init__(self, base: int, reserved: int, recover_below: int) -> None:
         self.offsets: OrderedDict[int, bool] = OrderedDict()
         self.commit: int | None = None
         #: Where the partition resumed (its committed offset) when this router took it.
         self.base = base
         #: Commands at offsets below this may start: a committed transaction reserved them.
         self.reserved = reserved
+        #: Commands below this (the partition's end when taken over, or the previous owner's
+        #: reservation) may have been run by a previous owner whose answer was never committed.
+        self.recover_below = recover_below
         #: One past the last command fetched.
         self.fetched = base
         #: Being handed over or shut down: nothing more starts, the reservation shrinks to ``fetched``.
@@ -233,9 +236,6 @@ class OrderRouter:
         #: The latest balance per (account, venue, asset) since the last transaction, and when it came.
         self._balances: dict[tuple[str, str, str], tuple[BalanceUpdate, int]] = {}
         self._partitions: dict[tuple[str, int], _Partition] = {}
-        #: Per partition, the end offset when this router took it over: commands below it may
-        #: have been executed by a previous incarnation whose answer was never committed.
-        self._recovery_until: dict[tuple[str, int], int] = {}
         #: Each order's lock: its commands, and the stream reports that come while one runs, in turn.
         self._locks = KeyedLocks()
         self._tasks: set[asyncio.Task] = set()
@@ -329,21 +329,21 @@ class OrderRouter:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            keys = self._assigned_keys(consumer, partitions)
+            resumed = self._resume_points(consumer, partitions)
             # Orders of these partitions may have been answered by another router since this one
             # read the state: read it again (the state topic is partitioned like the commands).
             states = self._load_state({tp.partition for tp in partitions} if self._copartitioned else None)
         except Exception as exc:  # where to start, or what was answered, is unknown: nothing may start
             self._loop.call_soon_threadsafe(self._stop_consuming, exc)  # type: ignore[union-attr]
             return
-        self._loop.call_soon_threadsafe(self._assigned, keys, states)  # type: ignore[union-attr]
+        self._loop.call_soon_threadsafe(self._assigned, resumed, states)  # type: ignore[union-attr]
         log.warning("command partitions assigned: %s (%d order states read)", [tp.partition for tp in partitions],
                     len(states))  # fmt: skip
 
-    def _assigned_keys(self, consumer: Consumer,
-                       partitions: list[TopicPartition]) -> list[tuple[tuple[str, int], int, int]]:  # fmt: skip
-        """Each partition's (key, committed offset, previous owner's reservation)."""
-        keys = []
+    def _resume_points(self, consumer: Consumer,
+                       partitions: list[TopicPartition]) -> list[tuple[tuple[str, int], _Partition]]:  # fmt: skip
+        """Each partition's key, and where it resumes (``_Partition``)."""
+        resumed = []
         # Partitions taken over from a router killed inside a transaction have their offsets
         # pending in it until the broker aborts it (``TRANSACTION_TIMEOUT_MS``): asked again.
         patiently = partial(ask_until, within=ASSIGN_TIMEOUT, attempt=10.0, retry=lambda exc: True,
@@ -358,13 +358,13 @@ class OrderRouter:
             # What a previous owner may have sent: below its reservation (or, from a router that
             # reserved nothing, anything up to the partition's end).
             previous = _reservation(done.metadata)
-            self._recovery_until[(tp.topic, tp.partition)] = min(high, previous) if previous is not None else high
-            keys.append(((tp.topic, tp.partition), base, max(base, previous or base)))
-        return keys
+            recover_below = min(high, previous) if previous is not None else high
+            resumed.append(((tp.topic, tp.partition), _Partition(base, max(base, previous or base), recover_below)))
+        return resumed
 
-    def _assigned(self, keys: list[tuple[tuple[str, int], int, int]], states: list[OrderState]) -> None:
-        for key, base, reserved in keys:
-            self._partitions.setdefault(key, _Partition(base, reserved))
+    def _assigned(self, resumed: list[tuple[tuple[str, int], _Partition]], states: list[OrderState]) -> None:
+        for key, partition in resumed:
+            self._partitions.setdefault(key, partition)
         for state in states:
             current = self.book.get(state.order_id)
             if current is None or state.updated_ts > current.updated_ts:
@@ -484,7 +484,7 @@ class OrderRouter:
                 key, offset = (msg.topic(), msg.partition()), msg.offset()
                 part = self._partitions.get(key)
                 if part is None:  # not assigned through _on_assign (never expected): nothing reserved
-                    part = self._partitions[key] = _Partition(offset, offset)
+                    part = self._partitions[key] = _Partition(offset, offset, offset)
                 part.fetched = max(part.fetched, offset + 1)
                 reserve = reserve or offset >= part.reserved
                 commands.append((msg, part))
@@ -569,7 +569,7 @@ class OrderRouter:
             if not isinstance(command, OrderCommand):
                 self._dead_letter(msg, "UnexpectedRecord", f"{type(command).__name__} is not an order command")
                 return
-            recovering = msg.offset() < self._recovery_until.get((msg.topic(), msg.partition()), -1)
+            recovering = msg.offset() < partition.recover_below
             await self.handle(command, recovering=recovering, consumed_at=consumed_at)
         finally:
             partition.done(msg.offset())
