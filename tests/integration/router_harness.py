@@ -19,7 +19,6 @@ from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 import yaml
-from confluent_kafka import Consumer, Message, TopicPartition
 
 from producers.venues import VENUES
 from simulator.binance import BinanceSynthetic
@@ -27,6 +26,7 @@ from simulator.faults import Faults
 from simulator.trading import Account, BinanceKey, TradingConfig
 from tickflow.codec import AvroCodec
 from tickflow.config import Settings
+from tickflow.consumer import ConsumedEvent, EventConsumer
 from tickflow.events import CreateOrder, MarketType, OrderEvent, OrderStatus, OrderType, Side, TimeInForce
 from tickflow.producer import EventProducer
 
@@ -213,39 +213,23 @@ class RouterProcess:
             self.stop()
 
 
-def committed_records(settings: Settings, topic: str) -> list[Message]:
-    """Every committed record of ``topic`` (read committed: what its consumers see)."""
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"read-{secrets.token_hex(4)}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "enable.partition.eof": True})  # fmt: skip
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        left, records = set(partitions), []
-        deadline = time.monotonic() + 60
-        while left and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                left.discard(msg.partition())
-                continue
-            records.append(msg)
-        return records
-    finally:
-        consumer.close()
+def committed_events(settings: Settings, codec: AvroCodec, topic: str) -> list[ConsumedEvent]:
+    """Every committed record of ``topic`` up to its end now, decoded (read committed: what its
+    consumers see)."""
+    with EventConsumer(settings.kafka, codec, [topic], config={"isolation.level": "read_committed"}) as consumer:
+        return list(consumer.read_to_end())
 
 
 def read_events(settings: Settings, codec: AvroCodec, topic: str, kind: type = OrderEvent) -> list:
     """Every committed ``kind`` record of ``topic``."""
-    return [e for msg in committed_records(settings, topic) if isinstance(e := codec.decode(msg.value()), kind)]
+    return [r.event for r in committed_events(settings, codec, topic) if isinstance(r.event, kind)]
 
 
 def partitions_by_order(settings: Settings, codec: AvroCodec, topic: str) -> dict[str, set[int]]:
     """The partitions each order's records are in, on ``topic`` (commands or order states)."""
     found = defaultdict(set)
-    for msg in committed_records(settings, topic):
-        found[codec.decode(msg.value()).order_id].add(msg.partition())
+    for record in committed_events(settings, codec, topic):
+        found[record.event.order_id].add(record.partition)  # type: ignore[attr-defined]
     return dict(found)
 
 

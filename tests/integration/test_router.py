@@ -189,7 +189,7 @@ def test_kill_9_at_random_points_never_duplicates_or_loses_an_order(
         assert router.kills >= 3
 
         final = Counter(e.command_id for e in events if e.command_id and e.status is not OrderStatus.UNKNOWN_OUTCOME)
-        outcome_order = {c.command_id: c.order_id for c in commands}  # type: ignore[attr-defined]
+        order_of = {c.command_id: c.order_id for c in commands}  # type: ignore[attr-defined]
         missing = wanted - set(final)
         assert not missing, f"{len(missing)} commands never answered"
         doubled = {c: n for c, n in final.items() if n > 1}
@@ -204,7 +204,7 @@ def test_kill_9_at_random_points_never_duplicates_or_loses_an_order(
         # What any later router reads back: each order's last state remembers every command of
         # it that was answered (so none of them can run again), not just the last one's.
         last_state = {s.order_id: s for s in read_events(settings, codec, topics.state, OrderState)}
-        forgotten = [c for c in wanted if c not in last_state[outcome_order[c]].answered]
+        forgotten = [c for c in wanted if c not in last_state[order_of[c]].answered]
         assert not forgotten, f"answered commands missing from their order's state: {forgotten[:5]}"
 
         venue_orders = venue.orders_by_client_id()
